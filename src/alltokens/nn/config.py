@@ -120,4 +120,3 @@ class TransformerConfig(Config):
         if self.mlp == "swiglu":  # Llama: 2/3 of 4C, rounded up to a multiple of 64
             return 64 * ((int(8 * self.hidden_size / 3) + 63) // 64)
         return 4 * self.hidden_size
-

@@ -17,7 +17,9 @@ import torch
 from torch import nn
 
 
-def rope_inverse_frequencies(head_dim: int, theta: float, scaling: dict[str, Any] | None) -> tuple[torch.Tensor, float]:
+def rope_inverse_frequencies(
+    head_dim: int, theta: float, scaling: dict[str, Any] | None
+) -> tuple[torch.Tensor, float]:
     """Inverse frequencies (D/2,) and the attention scaling factor for cos/sin (1.0 except for YaRN)."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
     if not scaling:
@@ -63,7 +65,9 @@ def rope_inverse_frequencies(head_dim: int, theta: float, scaling: dict[str, Any
 class RotaryEmbedding(nn.Module):
     """Precomputed cos/sin tables, looked up by integer positions."""
 
-    def __init__(self, head_dim: int, max_positions: int, theta: float, scaling: dict[str, Any] | None = None):
+    def __init__(
+        self, head_dim: int, max_positions: int, theta: float, scaling: dict[str, Any] | None = None
+    ):
         super().__init__()
         self.max_positions = max_positions
         inv_freq, mscale = rope_inverse_frequencies(head_dim, theta, scaling)

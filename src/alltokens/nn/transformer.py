@@ -58,7 +58,11 @@ class Transformer(nn.Module):
         return self.norm(x)
 
     def new_cache(
-        self, batch_size: int, max_len: int, dtype: torch.dtype | None = None, device: torch.device | None = None
+        self,
+        batch_size: int,
+        max_len: int,
+        dtype: torch.dtype | None = None,
+        device: torch.device | None = None,
     ) -> KVCache:
         p = next(self.parameters())
         cfg = self.cfg

@@ -1,0 +1,232 @@
+"""The `alltokens` command line. Each command parses, calls one library function, and prints.
+
+Errors the user can fix (a missing file, a bad value) are printed as one line and exit with code 2;
+anything else is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def cmd_tokenizer_train(args: argparse.Namespace) -> None:
+    from alltokens.tokenizers import train_bpe
+
+    tok = train_bpe(args.input, vocab_size=args.vocab_size)
+    tok.save(args.out)
+    print(f"trained a {tok.vocab_size}-token BPE tokenizer on {len(args.input)} file(s) -> {args.out}")
+
+
+def cmd_tokenizer_encode(args: argparse.Namespace) -> None:
+    from alltokens.tokenizers import load_tokenizer
+
+    tok = load_tokenizer(args.tokenizer)
+    pieces = tok.pieces(args.text)
+    print(" ".join(f"[{piece!r}:{i}]" for piece, i in pieces))
+    print(f"{len(pieces)} tokens")
+
+
+def cmd_tokenizer_decode(args: argparse.Namespace) -> None:
+    from alltokens.tokenizers import load_tokenizer
+
+    print(load_tokenizer(args.tokenizer).decode(args.ids))
+
+
+def cmd_data_pydocs(args: argparse.Namespace) -> None:
+    from alltokens.data.pydocs import write_pydocs_corpus
+
+    n_bytes = write_pydocs_corpus(args.out)
+    print(f"wrote {n_bytes / 1e6:.2f} MB of standard-library docstrings to {args.out}")
+
+
+def cmd_train_lm(args: argparse.Namespace) -> None:
+    from alltokens.train.recipes.lm import train_lm
+
+    out = train_lm(
+        data=args.data,
+        tokenizer=args.tokenizer,
+        out=args.out,
+        preset=args.preset,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        block_size=args.block_size,
+        lr=args.lr,
+        seed=args.seed,
+        resume=args.resume,
+        progress=True,
+    )
+    print(f"model written to {out}")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    import alltokens
+
+    m = alltokens.load(args.model)
+    settings = dict(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty,
+        stop=args.stop,
+        seed=args.seed,
+    )
+    if args.stream:
+        for piece in m.stream(args.prompt, **settings):
+            print(piece, end="", flush=True)
+        print()
+    else:
+        print(m.generate(args.prompt, **settings))
+
+
+def cmd_export_hf(args: argparse.Namespace) -> None:
+    from alltokens.io.export import export_hf
+
+    export_hf(args.model, args.out)
+    print(f"Hugging Face directory written to {args.out}")
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    import alltokens
+
+    vectors = alltokens.load(args.model).embed(args.text)
+    if args.similarity:
+        sim = vectors @ vectors.T
+        for text, row in zip(args.text, sim.tolist()):
+            print(" ".join(f"{v:6.3f}" for v in row), " ", text)
+    else:
+        for text, row in zip(args.text, vectors.tolist()):
+            print(text, "\t", " ".join(f"{v:.4f}" for v in row))
+
+
+def cmd_similar(args: argparse.Namespace) -> None:
+    import alltokens
+    from alltokens.pipelines.embedding import most_similar_lines
+
+    for score, line in most_similar_lines(alltokens.load(args.model), args.query, args.file, top=args.top):
+        print(f"{score:.3f}  {line}")
+
+
+def cmd_analogy(args: argparse.Namespace) -> None:
+    import alltokens
+    from alltokens.pipelines.embedding import analogy
+
+    for score, word in analogy(alltokens.load(args.model), args.a, args.b, args.c, top=args.top):
+        print(f"{score:.3f}  {word}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from alltokens.demo import run_demo
+
+    report = run_demo(out=args.out, quick=args.quick)
+    print(f"report: {report}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alltokens", description="Everything is tokens.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    tok = sub.add_parser("tokenizer", help="train, and look through, text tokenizers").add_subparsers(
+        dest="action", required=True
+    )
+    t = tok.add_parser("train", help="train a byte-level BPE tokenizer")
+    t.add_argument("--input", nargs="+", required=True, help="UTF-8 text files")
+    t.add_argument("--vocab-size", type=int, default=4096)
+    t.add_argument("--out", required=True)
+    t.set_defaults(func=cmd_tokenizer_train)
+    t = tok.add_parser("encode", help="show each token of a text with its id")
+    t.add_argument("--tokenizer", required=True, help="a directory with tokenizer.json, or 'bytes'")
+    t.add_argument("text")
+    t.set_defaults(func=cmd_tokenizer_encode)
+    t = tok.add_parser("decode", help="turn ids back into text")
+    t.add_argument("--tokenizer", required=True)
+    t.add_argument("ids", nargs="+", type=int)
+    t.set_defaults(func=cmd_tokenizer_decode)
+
+    data = sub.add_parser("data", help="build the data sets").add_subparsers(dest="action", required=True)
+    d = data.add_parser("pydocs", help="the standard library's docstrings as one text corpus")
+    d.add_argument("--out", required=True)
+    d.set_defaults(func=cmd_data_pydocs)
+
+    train = sub.add_parser("train", help="train a model").add_subparsers(dest="what", required=True)
+    t = train.add_parser("lm", help="train a language model")
+    t.add_argument("--data", nargs="+", required=True, help="UTF-8 text files")
+    t.add_argument("--tokenizer", required=True, help="a tokenizer directory, or 'bytes'")
+    t.add_argument("--out", required=True)
+    t.add_argument("--preset", default="tiny")
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--block-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.set_defaults(func=cmd_train_lm)
+
+    g = sub.add_parser("generate", help="continue a prompt")
+    g.add_argument("--model", required=True)
+    g.add_argument("prompt")
+    g.add_argument("--max-new-tokens", type=int, default=64)
+    g.add_argument("--temperature", type=float, default=0.8)
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--min-p", type=float, default=0.0)
+    g.add_argument("--repetition-penalty", type=float, default=1.0)
+    g.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--stream", action="store_true")
+    g.set_defaults(func=cmd_generate)
+
+    ex = sub.add_parser("export", help="write a model in another format").add_subparsers(
+        dest="fmt", required=True
+    )
+    e = ex.add_parser("hf", help="a Hugging Face transformers directory")
+    e.add_argument("--model", required=True)
+    e.add_argument("--out", required=True)
+    e.set_defaults(func=cmd_export_hf)
+
+    e = sub.add_parser("embed", help="sentence embeddings")
+    e.add_argument("--model", required=True)
+    e.add_argument("text", nargs="+")
+    e.add_argument("--similarity", action="store_true", help="print the cosine similarity matrix")
+    e.set_defaults(func=cmd_embed)
+    e = sub.add_parser("similar", help="the lines of FILE nearest to a query")
+    e.add_argument("--model", required=True)
+    e.add_argument("--query", required=True)
+    e.add_argument("file")
+    e.add_argument("--top", type=int, default=5)
+    e.set_defaults(func=cmd_similar)
+    e = sub.add_parser("analogy", help="nearest words to A - B + C")
+    e.add_argument("--model", required=True)
+    e.add_argument("a")
+    e.add_argument("b")
+    e.add_argument("c")
+    e.add_argument("--top", type=int, default=5)
+    e.set_defaults(func=cmd_analogy)
+
+    e = sub.add_parser("demo", help="the main job: train, sample, embed, and write an HTML report")
+    e.add_argument("--out", default="runs/demo")
+    e.add_argument("--quick", action="store_true", help="a shorter run (under 2 minutes)")
+    e.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from alltokens.errors import USER_ERRORS
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except USER_ERRORS as e:
+        print(f"alltokens: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("alltokens: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Checkpoint files: safetensors weights (sharded when large) and JSON, always written atomically.
+
+A write goes to a temporary file in the same directory, is flushed and fsynced, then renamed over the
+old name. A crash at any moment leaves either the old file or the new one, never a torn file.
+Weights are only ever read with safetensors (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+WEIGHTS = "model.safetensors"
+WEIGHTS_INDEX = "model.safetensors.index.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint directory that is missing, incomplete, corrupt or unsafe to read."""
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp_path)`, fsync it, then rename it to `path` (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path} not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+
+
+def save_weights(
+    directory: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """Write `model.safetensors` atomically. Tied weights are stored once (safetensors refuses aliases)."""
+    unique, seen = {}, {}
+    for name, t in state.items():
+        key = (t.data_ptr(), t.shape, t.stride()) if t.numel() else None
+        if key is not None and key in seen:
+            continue
+        seen[key] = name
+        unique[name] = t.detach().contiguous().cpu()
+    meta = {"format": "pt", **(metadata or {})}
+    atomic_write(Path(directory) / WEIGHTS, lambda p: save_file(unique, str(p), metadata=meta))
+
+
+def load_weights(directory: str | Path) -> dict[str, torch.Tensor]:
+    """Read `model.safetensors` or a sharded set listed in `model.safetensors.index.json`."""
+    directory = Path(directory)
+    if (
+        (directory / "pytorch_model.bin").exists()
+        and not (directory / WEIGHTS).exists()
+        and not (directory / WEIGHTS_INDEX).exists()
+    ):
+        raise CheckpointError(
+            f"{directory} holds only pytorch_model.bin, a pickle file that can run arbitrary code when "
+            "loaded; alltokens reads safetensors only. Convert it once in a trusted environment "
+            "(e.g. transformers' save_pretrained(safe_serialization=True))."
+        )
+    if (directory / WEIGHTS).exists():
+        files = [directory / WEIGHTS]
+    elif (directory / WEIGHTS_INDEX).exists():
+        index = read_json(directory / WEIGHTS_INDEX)
+        files = [directory / name for name in sorted(set(index.get("weight_map", {}).values()))]
+        if not files:
+            raise CheckpointError(f"{directory / WEIGHTS_INDEX} lists no shards")
+    else:
+        raise CheckpointError(f"no {WEIGHTS} (or sharded {WEIGHTS_INDEX}) in {directory}")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        if not f.exists():
+            raise CheckpointError(f"weight shard {f} is missing")
+        try:
+            state.update(load_file(str(f)))
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{f} is not a readable safetensors file: {e}") from None
+    return state
+
+
+def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Strict `load_state_dict` that accepts a tied weight stored once under any of its names."""
+    groups: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+    result = model.load_state_dict(state, strict=False)
+    loaded = set(state)
+    missing = [
+        name
+        for name in result.missing_keys
+        if not any(n in loaded for g in groups.values() if name in g for n in g)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing weights {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+    if result.unexpected_keys:
+        extra = result.unexpected_keys
+        problems.append(f"unexpected weights {extra[:8]}{' ...' if len(extra) > 8 else ''}")
+    if problems:
+        raise CheckpointError(f"{source} does not match the model config: " + "; ".join(problems))
