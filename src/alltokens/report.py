@@ -1,0 +1,83 @@
+"""A self-contained HTML report: sections of text, tables, images (embedded) and coloured tokens.
+
+The demo writes one, and later capabilities add their sections to it. The page has no external
+assets (images are embedded as data URIs), so it can be mailed or opened offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from pathlib import Path
+
+from alltokens.io.checkpoint import atomic_write
+
+STYLE = """
+body { font: 15px/1.5 system-ui, sans-serif; max-width: 980px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .5em 0; } td, th { border: 1px solid #ddd; padding: 4px 8px; }
+th { background: #f4f4f4; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+pre, .tokens { background: #f8f8f8; padding: .6em; border-radius: 4px; white-space: pre-wrap; }
+.tokens span { border-radius: 3px; padding: 1px 0; margin-right: 1px; }
+.tokens span.t0 { background: #ffe08a; } .tokens span.t1 { background: #a8e6ff; } .tokens span.t2 { background: #c6f5b0; }
+.tokens span.t3 { background: #ffc4e1; } .tokens span.special { background: #555; color: #fff; }
+.muted { color: #777; } img { max-width: 100%; }
+"""
+
+
+def token_html(pieces: Sequence[tuple[str, int]], special_ids: frozenset[int] = frozenset()) -> str:
+    """Tokens as coloured spans (4 alternating colours, so every boundary shows); the id in a tooltip."""
+    spans = []
+    for k, (text, token_id) in enumerate(pieces):
+        cls = "special" if token_id in special_ids else f"t{k % 4}"
+        shown = html.escape(text).replace("\n", "↵\n")
+        spans.append(f'<span class="{cls}" title="id {token_id}">{shown}</span>')
+    return '<div class="tokens">' + "".join(spans) + "</div>"
+
+
+class Report:
+    def __init__(self, title: str):
+        self.title = title
+        self.parts: list[str] = []
+
+    def heading(self, text: str) -> None:
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+
+    def text(self, text: str, muted: bool = False) -> None:
+        cls = ' class="muted"' if muted else ""
+        self.parts.append(f"<p{cls}>{html.escape(text)}</p>")
+
+    def code(self, text: str) -> None:
+        self.parts.append(f"<pre>{html.escape(text)}</pre>")
+
+    def raw(self, fragment: str) -> None:
+        """Trusted HTML made by this package (e.g. `token_html`)."""
+        self.parts.append(fragment)
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+        def cell(v: object) -> str:
+            if isinstance(v, float):
+                return f'<td class="num">{v:.3f}</td>'
+            return f"<td>{html.escape(str(v))}</td>"
+
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
+        self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
+
+    def image(self, path: str | Path, alt: str = "") -> None:
+        data = base64.b64encode(Path(path).read_bytes()).decode()
+        self.parts.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">')
+
+    def render(self) -> str:
+        body = "\n".join(self.parts)
+        return (
+            f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(self.title)}</title>'
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n"
+        )
+
+    def write(self, path: str | Path) -> Path:
+        path = Path(path)
+        page = self.render()
+        atomic_write(path, lambda p: p.write_text(page, encoding="utf-8"))
+        return path
