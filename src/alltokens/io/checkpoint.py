@@ -114,6 +114,14 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: st
     groups: dict[int, list[str]] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         groups.setdefault(id(p), []).append(name)
+    expected = model.state_dict()
+    wrong = [
+        f"{name} {tuple(t.shape)} (model needs {tuple(expected[name].shape)})"
+        for name, t in state.items()
+        if name in expected and t.shape != expected[name].shape
+    ]
+    if wrong:
+        raise CheckpointError(f"{source} does not match the model config: wrong shapes {wrong[:8]}")
     result = model.load_state_dict(state, strict=False)
     loaded = set(state)
     missing = [

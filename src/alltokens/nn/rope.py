@@ -45,14 +45,23 @@ def rope_inverse_frequencies(
         old_len = scaling.get("original_max_position_embeddings")
         if old_len is None:
             raise ValueError("yarn rope_scaling needs original_max_position_embeddings")
-        beta_fast, beta_slow = scaling.get("beta_fast", 32.0), scaling.get("beta_slow", 1.0)
-        mscale = scaling.get("attention_factor") or (0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0)
+        beta_fast, beta_slow = scaling.get("beta_fast") or 32.0, scaling.get("beta_slow") or 1.0
+
+        def temperature(m: float) -> float:  # the paper's sqrt(1/t) = 0.1 ln(s) + 1, DeepSeek's m-scaled
+            return 0.1 * m * math.log(factor) + 1.0 if factor > 1 else 1.0
+
+        mscale = scaling.get("attention_factor")
+        if mscale is None:
+            m, m_all = scaling.get("mscale"), scaling.get("mscale_all_dim")
+            mscale = temperature(m) / temperature(m_all) if m and m_all else temperature(1.0)
 
         def correction_dim(rotations: float) -> float:
             return head_dim * math.log(old_len / (rotations * 2 * math.pi)) / (2 * math.log(theta))
 
-        lo = max(math.floor(correction_dim(beta_fast)), 0)
-        hi = min(math.ceil(correction_dim(beta_slow)), head_dim - 1)
+        lo, hi = correction_dim(beta_fast), correction_dim(beta_slow)
+        if scaling.get("truncate", True):  # the paper rounds the ramp's ends to whole dimensions
+            lo, hi = math.floor(lo), math.ceil(hi)
+        lo, hi = max(lo, 0), min(hi, head_dim - 1)
         if lo == hi:
             hi += 0.001
         ramp = ((torch.arange(head_dim // 2, dtype=torch.float64) - lo) / (hi - lo)).clamp(0, 1)
