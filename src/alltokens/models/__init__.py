@@ -6,11 +6,13 @@ from typing import Any
 
 from torch import nn
 
+from alltokens.models.encoder import Encoder, EncoderConfig
 from alltokens.models.lm import LM, LMConfig
 from alltokens.nn.config import ConfigError
 
 MODEL_KINDS: dict[str, tuple[type, type]] = {
     "lm": (LMConfig, LM),
+    "encoder": (EncoderConfig, Encoder),
 }
 
 
