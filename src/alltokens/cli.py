@@ -20,11 +20,10 @@ def cmd_tokenizer_train(args: argparse.Namespace) -> None:
 
 
 def cmd_tokenizer_encode(args: argparse.Namespace) -> None:
-    from alltokens.tokenizers import load_tokenizer
+    from alltokens.tokenizers import load_tokenizer, visible
 
-    tok = load_tokenizer(args.tokenizer)
-    pieces = tok.pieces(args.text)
-    print(" ".join(f"[{piece!r}:{i}]" for piece, i in pieces))
+    pieces = load_tokenizer(args.tokenizer).pieces(args.text)
+    print("".join(f"[{visible(piece)}:{i}]" for piece, i in pieces))
     print(f"{len(pieces)} tokens")
 
 
@@ -121,7 +120,7 @@ def cmd_analogy(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from alltokens.demo import run_demo
 
-    report = run_demo(out=args.out, quick=args.quick)
+    report = run_demo(out=args.out, quick=args.quick, log=print)
     print(f"report: {report}")
 
 
@@ -222,8 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"alltokens: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("alltokens: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # training saves a checkpoint first and says where
+        print(f"alltokens: interrupted{f': {e}' if str(e) else ''}", file=sys.stderr)
         return 130
     return 0
 

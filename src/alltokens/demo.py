@@ -1,0 +1,148 @@
+"""The main job (`make demo`): a tour of what alltokens does, ending in an HTML report.
+
+Builds the standard-library docstring corpus, trains a BPE tokenizer and a small LM on it, samples at
+several temperatures, shows how text becomes tokens, and runs the real MiniLM sentence encoder for
+similarity and word analogies. Everything runs on a laptop CPU with no network. `quick=True` trains
+for fewer steps so the whole job stays under two minutes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+MARKER = ".alltokens-demo"  # only a directory holding this marker is ever cleared by the demo
+
+PROMPTS = ["Return the number of", "This module provides", "If the file"]
+TEMPERATURES = [0.0, 0.7, 1.0]
+SENTENCES = [
+    "A man is playing a guitar.",
+    "Someone plays an instrument.",
+    "The stock market fell sharply today.",
+    "Shares dropped at the close of trading.",
+    "A cat sleeps on the sofa.",
+]
+DOCUMENTS = [
+    "Open a file and return a stream.",
+    "Sort the list in place.",
+    "Return the square root of x.",
+    "Create a new thread of execution.",
+    "Parse a JSON document into Python objects.",
+    "Send an HTTP request to a server.",
+    "Compress data with the zlib algorithm.",
+    "Join path components intelligently.",
+]
+SEARCH_QUERY = "read the contents of a file"
+
+
+def _prepare(out: Path) -> None:
+    """Start from a clean demo directory, refusing to clear anything the demo did not create."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).exists():
+            raise FileExistsError(f"{out} exists and was not made by the demo; choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by `alltokens demo`; cleared on the next run\n")
+
+
+def run_demo(out: str | Path = "runs/demo", quick: bool = False, log: Callable[[str], None] = lambda line: None) -> Path:
+    """Run the tour and return the path of `report.html`; `log` receives one line per step."""
+    import alltokens
+    from alltokens.data.pydocs import write_pydocs_corpus
+    from alltokens.pipelines.embedding import analogy, minilm_path
+    from alltokens.report import Report, token_html
+    from alltokens.tokenizers import train_bpe
+    from alltokens.train.recipes.lm import train_lm
+
+    out = Path(out)
+    _prepare(out)
+    started = time.perf_counter()
+    report = Report("alltokens demo: everything is tokens")
+    report.text(
+        "A language model trained from scratch on this machine's Python standard-library docstrings, "
+        "its tokenizer, and the real all-MiniLM-L6-v2 sentence encoder, all on the CPU with no network."
+    )
+
+    log("1/5 corpus: the standard library's docstrings")
+    corpus = out / "pydocs.txt"
+    n_bytes = write_pydocs_corpus(corpus)
+    log(f"    {n_bytes / 1e6:.2f} MB -> {corpus}")
+
+    log("2/5 tokenizer: byte-level BPE")
+    vocab_size = 2048 if quick else 4096
+    tokenizer = train_bpe([corpus], vocab_size=vocab_size)
+    tokenizer.save(out / "tokenizer")
+    example = "Return the number of items in the 🐍 container, or raise ValueError."
+    pieces = tokenizer.pieces(example)
+    log(f"    {tokenizer.vocab_size} tokens; {len(example)} characters -> {len(pieces)} tokens")
+
+    log("3/5 language model: training (progress below)")
+    run_dir = train_lm(
+        data=[corpus],
+        tokenizer=out / "tokenizer",
+        out=out / "lm",
+        preset="tiny",
+        steps=150 if quick else 600,
+        progress=True,
+    )
+    lm = alltokens.load(run_dir)
+
+    log("4/5 samples")
+    samples = []
+    for prompt in PROMPTS:
+        for temperature in TEMPERATURES:
+            text = lm.generate(prompt, max_new_tokens=32, temperature=temperature, seed=0)
+            samples.append((prompt, temperature, text))
+            log(f"    T={temperature:.1f} {prompt!r} -> {text!r}")
+
+    log("5/5 sentence embeddings: all-MiniLM-L6-v2")
+    encoder = alltokens.load(minilm_path())
+    vectors = encoder.embed(SENTENCES)
+    similarity = (vectors @ vectors.T).tolist()
+    doc_vectors = encoder.embed(DOCUMENTS)
+    scores = (doc_vectors @ encoder.embed([SEARCH_QUERY]).T).squeeze(1)
+    ranked = sorted(zip(scores.tolist(), DOCUMENTS), reverse=True)
+    words = analogy(encoder, "king", "man", "woman", top=5)
+    log(f"    king - man + woman = {words[0][1]} ({words[0][0]:.3f})")
+
+    report.heading("Text becomes tokens")
+    report.text(
+        f"Byte-level BPE with {tokenizer.vocab_size} tokens, trained on {n_bytes / 1e6:.2f} MB of docstrings."
+    )
+    report.raw(token_html(pieces, tokenizer.special_ids))
+    report.text(
+        f"{len(example)} characters, {len(example.encode())} bytes, {len(pieces)} tokens.", muted=True
+    )
+
+    report.heading("Training the language model")
+    cfg = lm.cfg
+    n_params = sum(p.numel() for p in lm.model.parameters())
+    report.text(
+        f"{n_params / 1e6:.2f}M parameters: {cfg.num_hidden_layers} layers, width {cfg.hidden_size}, "
+        f"{cfg.num_attention_heads} heads, context {cfg.max_position_embeddings}."
+    )
+    if (run_dir / "loss.png").exists():
+        report.image(run_dir / "loss.png", "loss curve")
+
+    report.heading("Samples")
+    report.table(["prompt", "temperature", "completion"], samples)
+
+    report.heading("Sentence similarity (all-MiniLM-L6-v2)")
+    report.table(
+        [""] + [f"#{i + 1}" for i in range(len(SENTENCES))],
+        [[f"#{i + 1} {s}"] + row for i, (s, row) in enumerate(zip(SENTENCES, similarity))],
+    )
+    report.text(f"Search: {SEARCH_QUERY!r}")
+    report.table(["cosine", "document"], [(score, doc) for score, doc in ranked[:4]])
+    report.text("Analogy: king - man + woman ≈")
+    report.table(["cosine", "word"], words)
+
+    report.text(
+        f"Made by `alltokens demo{' --quick' if quick else ''}` in {time.perf_counter() - started:.0f} s.",
+        muted=True,
+    )
+    path = report.write(out / "report.html")
+    log(f"done in {time.perf_counter() - started:.0f} s")
+    return path
