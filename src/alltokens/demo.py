@@ -47,12 +47,20 @@ def _prepare(out: Path) -> None:
     (out / MARKER).write_text("made by `alltokens demo`; cleared on the next run\n")
 
 
-def run_demo(out: str | Path = "runs/demo", quick: bool = False, log: Callable[[str], None] = lambda line: None) -> Path:
-    """Run the tour and return the path of `report.html`; `log` receives one line per step."""
+def run_demo(
+    out: str | Path = "runs/demo",
+    quick: bool = False,
+    steps: int | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> Path:
+    """Run the tour and return the path of `report.html`; `log` receives one line per step.
+
+    `steps` overrides the LM's training steps (the tests use a handful).
+    """
     import alltokens
     from alltokens.data.pydocs import write_pydocs_corpus
     from alltokens.pipelines.embedding import analogy, minilm_path
-    from alltokens.report import Report, token_html
+    from alltokens.report import Report, completion_html, token_html
     from alltokens.tokenizers import train_bpe
     from alltokens.train.recipes.lm import train_lm
 
@@ -84,17 +92,17 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, log: Callable[[
         tokenizer=out / "tokenizer",
         out=out / "lm",
         preset="tiny",
-        steps=150 if quick else 600,
+        steps=steps or (150 if quick else 600),
         progress=True,
     )
     lm = alltokens.load(run_dir)
 
     log("4/5 samples")
     samples = []
-    for prompt in PROMPTS:
+    for i, prompt in enumerate(PROMPTS):
         for temperature in TEMPERATURES:
-            text = lm.generate(prompt, max_new_tokens=32, temperature=temperature, seed=0)
-            samples.append((prompt, temperature, text))
+            text = lm.generate(prompt, max_new_tokens=40, temperature=temperature, top_p=0.95, seed=i)
+            samples.append((temperature, completion_html(prompt, text)))
             log(f"    T={temperature:.1f} {prompt!r} -> {text!r}")
 
     log("5/5 sentence embeddings: all-MiniLM-L6-v2")
@@ -127,7 +135,8 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, log: Callable[[
         report.image(run_dir / "loss.png", "loss curve")
 
     report.heading("Samples")
-    report.table(["prompt", "temperature", "completion"], samples)
+    report.text("Greedy (temperature 0) and sampled (top-p 0.95) continuations; the prompt is in bold.")
+    report.table(["temperature", "prompt and completion"], samples)
 
     report.heading("Sentence similarity (all-MiniLM-L6-v2)")
     report.table(

@@ -22,8 +22,18 @@ pre, .tokens { background: #f8f8f8; padding: .6em; border-radius: 4px; white-spa
 .tokens span { border-radius: 3px; padding: 1px 0; margin-right: 1px; }
 .tokens span.t0 { background: #ffe08a; } .tokens span.t1 { background: #a8e6ff; } .tokens span.t2 { background: #c6f5b0; }
 .tokens span.t3 { background: #ffc4e1; } .tokens span.special { background: #555; color: #fff; }
+.completion { white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 13px; }
 .muted { color: #777; } img { max-width: 100%; }
 """
+
+
+class Html(str):
+    """A fragment of trusted HTML made by this package: table cells holding one are not escaped."""
+
+
+def completion_html(prompt: str, completion: str) -> Html:
+    """The prompt in bold, then the model's continuation, with line breaks kept."""
+    return Html(f'<span class="completion"><b>{html.escape(prompt)}</b>{html.escape(completion)}</span>')
 
 
 def token_html(pieces: Sequence[tuple[str, int]], special_ids: frozenset[int] = frozenset()) -> str:
@@ -33,7 +43,7 @@ def token_html(pieces: Sequence[tuple[str, int]], special_ids: frozenset[int] = 
         cls = "special" if token_id in special_ids else f"t{k % 4}"
         shown = html.escape(text).replace("\n", "↵\n")
         spans.append(f'<span class="{cls}" title="id {token_id}">{shown}</span>')
-    return '<div class="tokens">' + "".join(spans) + "</div>"
+    return Html('<div class="tokens">' + "".join(spans) + "</div>")
 
 
 class Report:
@@ -57,6 +67,8 @@ class Report:
 
     def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         def cell(v: object) -> str:
+            if isinstance(v, Html):
+                return f"<td>{v}</td>"
             if isinstance(v, float):
                 return f'<td class="num">{v:.3f}</td>'
             return f"<td>{html.escape(str(v))}</td>"
