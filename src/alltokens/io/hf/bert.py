@@ -41,8 +41,6 @@ TABLE: names.Table = {
 }
 IGNORED = ("pooler.", "cls.", "classifier.", "embeddings.position_ids", "embeddings.token_type_ids")
 
-# HF hidden_act -> our mlp
-ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 EXPORT_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
 
 # transformers' BertConfig defaults for fields a config.json may leave out; the shapes must be given
@@ -76,21 +74,14 @@ BERT_SWITCHES = {
 
 def config_from_hf(hf: dict[str, Any]) -> EncoderConfig:
     field = lambda key: names.read_field(hf, key, DEFAULTS, "BERT")
-    for key, value in UNSUPPORTED.items():
-        if hf.get(key, value) != value:
-            raise ConfigError(f"BERT config.json: {key}={hf[key]!r} is not supported (only {value!r})")
-    act = field("hidden_act")
-    if act not in ACTIVATIONS:
-        raise ConfigError(
-            f"BERT config.json: hidden_act {act!r} is not supported; supported: {sorted(ACTIVATIONS)}"
-        )
+    names.check_switches(hf, UNSUPPORTED, "BERT")
     return EncoderConfig(
         vocab_size=field("vocab_size"),
         hidden_size=field("hidden_size"),
         num_hidden_layers=field("num_hidden_layers"),
         num_attention_heads=field("num_attention_heads"),
         intermediate_size=field("intermediate_size"),
-        mlp=ACTIVATIONS[act],
+        mlp=names.gelu_activation(field("hidden_act"), "hidden_act", "BERT"),
         norm_eps=field("layer_norm_eps"),
         max_position_embeddings=field("max_position_embeddings"),
         type_vocab_size=field("type_vocab_size"),

@@ -17,7 +17,6 @@ import torch
 
 from alltokens.io.hf import names
 from alltokens.models.lm import LMConfig
-from alltokens.nn.config import ConfigError
 
 MODEL_TYPES = ("gpt2",)
 
@@ -37,8 +36,6 @@ CONV1D = frozenset(k for k in TABLE if k.startswith("core.blocks") and "norm" no
 BIASED = frozenset(TABLE) - {"embed.tokens", "embed.positions", "lm_head"}  # every Conv1D and LayerNorm
 IGNORED = (".attn.bias", ".attn.masked_bias")
 
-# HF activation_function -> our mlp; "gelu_new" is the tanh approximation the original GPT-2 used
-ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 EXPORT_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new"}
 
 # transformers' GPT2Config defaults for fields a config.json may leave out; the shapes must be given
@@ -66,14 +63,7 @@ UNSUPPORTED = {
 
 def config_from_hf(hf: dict[str, Any]) -> LMConfig:
     get = lambda key: names.read_field(hf, key, DEFAULTS, "GPT-2")
-    for key, supported in UNSUPPORTED.items():
-        if hf.get(key, supported) != supported:
-            raise ConfigError(f"GPT-2 {key}={hf[key]!r} is not supported (only {supported!r})")
-    act = get("activation_function")
-    if act not in ACTIVATIONS:
-        raise ConfigError(
-            f"GPT-2 activation_function {act!r} is not supported; supported: {sorted(ACTIVATIONS)}"
-        )
+    names.check_switches(hf, UNSUPPORTED, "GPT-2")
     return LMConfig(
         vocab_size=get("vocab_size"),
         hidden_size=get("n_embd"),
@@ -82,7 +72,7 @@ def config_from_hf(hf: dict[str, Any]) -> LMConfig:
         intermediate_size=get("n_inner"),  # None = 4 * n_embd, as in GPT-2
         norm="layernorm",
         norm_eps=get("layer_norm_epsilon"),
-        mlp=ACTIVATIONS[act],
+        mlp=names.gelu_activation(get("activation_function"), "activation_function", "GPT-2"),
         qkv_bias=True,
         out_bias=True,
         mlp_bias=True,

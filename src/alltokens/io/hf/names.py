@@ -135,3 +135,23 @@ def read_field(hf: dict[str, Any], key: str, defaults: dict[str, Any], family: s
     if key in defaults:
         return defaults[key]
     raise ConfigError(f"{family} config.json lacks the field {key!r}")
+
+
+# HF activation names -> our mlp; "gelu_new" is the tanh approximation the original GPT-2 used
+GELU_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
+
+
+def check_switches(hf: dict[str, Any], supported: dict[str, Any], family: str) -> None:
+    """Refuse a config.json whose switches change the function computed in ways our core does not."""
+    for key, value in supported.items():
+        if hf.get(key, value) != value:
+            raise ConfigError(f"{family} config.json: {key}={hf[key]!r} is not supported (only {value!r})")
+
+
+def gelu_activation(act: str, key: str, family: str) -> str:
+    """An HF GELU activation name as our `mlp` value."""
+    if act not in GELU_ACTIVATIONS:
+        raise ConfigError(
+            f"{family} config.json: {key} {act!r} is not supported; supported: {sorted(GELU_ACTIVATIONS)}"
+        )
+    return GELU_ACTIVATIONS[act]
