@@ -25,7 +25,9 @@ from alltokens.data.text_files import read_text_file
 from alltokens.tokenizers import Tokenizer
 
 CHUNK_CHARS = 4096  # characters per encoded row
-ROWS_PER_BATCH = 256  # rows per encode_batch call, bounding the padded tensor
+# Rows per encode_batch call. The Rust tokenizer keeps strings and offsets for every token of a batch:
+# 256 rows (1 MB of text) raised peak RSS by 174 MB, 32 rows by 57 MB, at the same speed.
+ROWS_PER_BATCH = 32
 
 
 def line_chunks(text: str, size: int = CHUNK_CHARS) -> list[str]:

@@ -1,9 +1,10 @@
 """Multi-head attention for every family: MHA, GQA and MQA, self- and cross-attention.
 
-All attention goes through `torch.nn.functional.scaled_dot_product_attention`, which picks a fused
-kernel. Masks are boolean with True meaning "may attend", shaped (B, 1, T, S) or anything broadcastable;
-`None` means causal or full according to the config. q, k and v come from one fused projection `qkv`
-laid out as [q (H*D) | k (Hk*D) | v (Hk*D)].
+All attention goes through `attend`: `torch.nn.functional.scaled_dot_product_attention`, which picks a
+fused kernel, except where that kernel is measurably slow (see `explicit_is_faster`). Masks are boolean
+with True meaning "may attend", shaped (B, 1, T, S) or anything broadcastable; `None` means causal or
+full according to the config. q, k and v come from one fused projection `qkv` laid out as
+[q (H*D) | k (Hk*D) | v (Hk*D)].
 
 Shape notation: B batch, T query tokens, S key tokens, C width, H query heads, Hk key/value heads,
 D head dim.
@@ -20,10 +21,76 @@ from alltokens.nn.kv_cache import KVCache
 from alltokens.nn.mlp import LinearFactory
 from alltokens.nn.rope import apply_rope
 
+EXPLICIT_MAX_SCORES = 512 * 512  # T * S up to which written-out attention wins (see explicit_is_faster)
+
 
 def causal_mask(T: int, S: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """(T, S) bool: query t (the last T of S positions) sees keys up to and including itself."""
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
+def explicit_is_faster(q: torch.Tensor, S: int) -> bool:
+    """Whether to write attention out as two matmuls and a softmax instead of calling SDPA.
+
+    PyTorch's fused CPU kernel is slow to differentiate in bfloat16: for T = S = 64 (B 12, H 4, D 32)
+    its forward + backward took 7.9 ms against 1.8 ms written out, which made it the largest cost of a
+    bf16-autocast training step of nanoGPT's baby Shakespeare model; at T = S = 256 it still lost (34 vs
+    23 ms), and at 1024 they were even while the explicit scores take T * S memory (torch 2.13, AVX-512
+    BF16 CPU; `bench/train_shakespeare.py`). Forward-only calls and float16 (no fast CPU matmul) are
+    left to SDPA.
+    """
+    return (
+        q.device.type == "cpu"
+        and q.dtype == torch.bfloat16
+        and q.requires_grad
+        and q.shape[-2] * S <= EXPLICIT_MAX_SCORES
+    )
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(D), masked) v: q (B, H, T, D), k and v (B, Hk, S, D) -> (B, H, T, D).
+
+    SDPA's contract with `enable_gqa` (query head h reads key/value head h // (H / Hk)), computed by
+    SDPA or, where that is slow, by `explicit_attention`.
+    """
+    if explicit_is_faster(q, k.shape[2]):
+        return explicit_attention(q, k, v, mask, is_causal, dropout_p)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, enable_gqa=k.shape[1] != q.shape[1]
+    )
+
+
+def explicit_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """`attend` as two matmuls and a softmax. `is_causal` needs T == S (how the callers use it); rows
+    whose keys are all masked out give zeros, as SDPA's do."""
+    H, Hk, S = q.shape[1], k.shape[1], k.shape[2]
+    if Hk != H:
+        k, v = k.repeat_interleave(H // Hk, dim=1), v.repeat_interleave(H // Hk, dim=1)  # (B, H, S, D)
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, T, S)
+    if is_causal:
+        scores = scores.masked_fill(~causal_mask(q.shape[2], S, q.device), float("-inf"))
+    elif mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    probs = scores.softmax(dim=-1)  # (B, H, T, S)
+    if mask is not None:
+        probs = probs.masked_fill(~mask, 0.0)  # rows with no visible key: NaN -> 0
+    if dropout_p:
+        probs = F.dropout(probs, dropout_p)
+    return probs @ v  # (B, H, T, D)
 
 
 class Attention(nn.Module):
@@ -64,15 +131,8 @@ class Attention(nn.Module):
                 is_causal = True
             else:
                 mask = causal_mask(T, past + T, x.device)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
-            enable_gqa=Hk != H,
-        )  # (B, H, T, D)
+        dropout = self.dropout if self.training else 0.0
+        y = attend(q, k, v, mask, is_causal, dropout)  # (B, H, T, D)
         return self.proj(y.transpose(1, 2).reshape(B, T, H * D))
 
 
@@ -98,12 +158,5 @@ class CrossAttention(nn.Module):
         k, v = self.kv(context).view(B, S, 2, Hk, D).permute(2, 0, 3, 1, 4)  # 2 x (B, Hk, S, D)
         if context_mask is not None and context_mask.dim() == 2:  # (B, S) padding -> (B, 1, 1, S)
             context_mask = context_mask[:, None, None, :]
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=context_mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            enable_gqa=Hk != H,
-        )  # (B, H, T, D)
+        y = attend(q, k, v, context_mask, dropout_p=self.dropout if self.training else 0.0)  # (B, H, T, D)
         return self.proj(y.transpose(1, 2).reshape(B, T, H * D))

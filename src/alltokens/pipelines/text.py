@@ -7,6 +7,9 @@ greedy, reproducible output. Prompts are encoded with the tokenizer's own specia
 tokenizer adds `<s>`; ours add nothing), an empty prompt starts from the bos token, and a row ends at
 the tokenizer's eos token, at a stop string, or after `max_new_tokens`.
 
+The model is made inference-only on the way in (`nn.inference.optimize_for_inference`: packed CPU
+weights for fast decoding), so it no longer computes gradients; train a separately loaded copy.
+
 Shape notation: N texts, T tokens, C width.
 """
 
@@ -28,11 +31,12 @@ from alltokens.generate.engine import (
 )
 from alltokens.generate.sampling import SamplingSettings
 from alltokens.generate.text import TextStream
+from alltokens.nn.inference import optimize_for_inference
 
 
 class TextModel:
     def __init__(self, model: nn.Module, tokenizer: Any):
-        self.model = model
+        self.model = optimize_for_inference(model)  # in place; CPU decoding ~2x faster, no gradients
         self.tokenizer = tokenizer
         self.cfg = model.cfg
 
