@@ -55,6 +55,7 @@ def cmd_train_lm(args: argparse.Namespace) -> None:
         seed=args.seed,
         resume=args.resume,
         progress=True,
+        bf16=args.bf16 or None,
     )
     print(f"model written to {out}")
 
@@ -162,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast (fast on CPUs with AVX-512 BF16 or AMX, and GPUs)",
+    )
     t.set_defaults(func=cmd_train_lm)
 
     g = sub.add_parser("generate", help="continue a prompt")

@@ -55,6 +55,7 @@ def test_overrides_and_lr_scales_min_lr():
     t = recipe.train
     assert (t.steps, t.batch_size, recipe.block_size, t.seed) == (7, 3, 32, 5)
     assert t.min_lr == pytest.approx(base.train.min_lr / 2)
+    assert not t.bf16 and resolve_recipe("tiny", tok, bf16=True).train.bf16
 
 
 def test_unknown_preset_lists_the_known_ones(tmp_path):

@@ -86,6 +86,7 @@ def resolve_recipe(
     block_size: int | None = None,
     lr: float | None = None,
     seed: int | None = None,
+    bf16: bool | None = None,
 ) -> LMRecipe:
     """The preset with the caller's overrides and the tokenizer's vocabulary filled in.
 
@@ -94,7 +95,7 @@ def resolve_recipe(
     """
     recipe = load_preset(preset)
     train = recipe.train
-    overrides: dict[str, Any] = {"steps": steps, "batch_size": batch_size, "seed": seed}
+    overrides: dict[str, Any] = {"steps": steps, "batch_size": batch_size, "seed": seed, "bf16": bf16}
     if lr is not None:
         overrides.update(lr=lr, min_lr=train.min_lr * lr / train.lr)
     train = dataclasses.replace(train, **{k: v for k, v in overrides.items() if v is not None})
@@ -170,6 +171,7 @@ def train_lm(
     seed: int | None = None,
     resume: bool = False,
     progress: bool = False,
+    bf16: bool | None = None,
 ) -> Path:
     """Train (or with `resume`, continue) a language model on UTF-8 text files; returns the run dir.
 
@@ -185,7 +187,7 @@ def train_lm(
             "(a run directory is never overwritten)"
         )
     tok = load_tokenizer(tokenizer)
-    recipe = resolve_recipe(preset, tok, steps, batch_size, block_size, lr, seed)
+    recipe = resolve_recipe(preset, tok, steps, batch_size, block_size, lr, seed, bf16)
     record = run_record(recipe, preset, tok, data)
     if resume:
         check_resume(out, record)
