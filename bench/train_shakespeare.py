@@ -191,6 +191,7 @@ def run_nanogpt(args: argparse.Namespace, clock: StepClock) -> dict:
     timing = clock.summary(skip_after=set())
 
     model.eval()
+    # given targets, nanoGPT's forward returns the logits of every position (else only the last)
     val = validation_loss(lambda ids: model(ids, ids)[0], [stoi[c] for c in val_text])
     return {**timing, "val_loss": val, "dtype": "float32", "vocab_size": len(chars)}
 
