@@ -102,8 +102,8 @@ def optimize_for_inference(model: nn.Module, min_elements: int = MIN_ELEMENTS) -
     elements for a `PackedLinear`.
 
     Returns the model in eval mode. The result computes the same function (to fp32 rounding, ~1e-6
-    relative) faster on CPU but only without gradients; a model with nothing to pack is returned as is.
-    Calling it twice is harmless.
+    relative) faster on CPU but only without gradients; a model with nothing to pack keeps its modules.
+    Call it last, once the model has its device and dtype; calling it twice is harmless.
     """
     uses = Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
     for module in list(model.modules()):
