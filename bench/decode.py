@@ -127,7 +127,7 @@ def memory(args: argparse.Namespace, directory: Path, side: str, batch: int) -> 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def speed(args: argparse.Namespace, directory: Path, batch: int, models: dict) -> tuple[dict, str]:
+def speed(args: argparse.Namespace, batch: int, models: dict) -> tuple[dict, str]:
     """Alternate the sides; tokens/s per side over the repeats, and a line on whether the ids agree."""
     prompts = make_prompts(batch, args.prompt_len)
     for side, model in models.items():  # warm-up: allocator, oneDNN primitive caches, lazy imports
@@ -199,7 +199,7 @@ def main() -> None:
         print("|---|" + "---|" * (len(SIDES) + 1))
         notes = []
         for batch in args.batch_sizes:
-            rates, check = speed(args, directory, batch, models)
+            rates, check = speed(args, batch, models)
             median = {side: statistics.median(r) for side, r in rates.items()}
             best = {side: max(r) for side, r in rates.items()}
             cells = [f"{median[s]:.1f} / {best[s]:.1f}" for s in SIDES]
@@ -224,7 +224,9 @@ def main() -> None:
                 during = "n/a" if m["decode_peak_mb"] is None else f"{m['decode_peak_mb']:.0f}"
                 row = f"| {batch} | {side} | {m['baseline_mb']:.0f} | {m['loaded_mb']:.0f} | {during} | {m['peak_mb']:.0f} |"
                 print(row, flush=True)
-        print("\neach row is a fresh process (python + torch + its library imported, then the model loaded).")
+        print(
+            "\neach row is a fresh process: python, torch, transformers and alltokens imported, then one model."
+        )
 
 
 if __name__ == "__main__":
