@@ -53,7 +53,6 @@ def test_defaults_are_bert():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"causal": True}, "causal"),
         ({"pooling": "max"}, "pooling"),
         ({"pad_token_id": 50}, "pad_token_id"),
     ],
@@ -61,6 +60,28 @@ def test_defaults_are_bert():
 def test_bad_config_is_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):
         tiny(**overrides)
+
+
+def test_causal_tower_pools_its_last_real_token_whatever_the_padding():
+    """CLIP's text tower: causal, pre-norm, no token types, pooled at the end-of-text token."""
+    m = model(
+        causal=True,
+        pooling="last",
+        type_vocab_size=0,
+        embedding_norm=False,
+        norm_position="pre",
+        final_norm=True,
+        normalize=False,
+    )
+    ids = torch.tensor([[5, 6, 7, 0, 0], [5, 6, 7, 8, 9]])
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    with torch.no_grad():
+        pooled = m.embed_ids(ids, mask)  # (2, C)
+        alone = m.embed_ids(ids[:1, :3])  # the first row without its padding
+        hidden = m(ids, mask)
+    torch.testing.assert_close(pooled[0], alone[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(hidden[0, :3], hidden[1, :3], atol=1e-5, rtol=0)  # later tokens unseen
+    assert (pooled[0] - pooled[1]).abs().max() > 1e-3
 
 
 def test_attention_is_bidirectional():

@@ -6,13 +6,17 @@ from typing import Any
 
 from torch import nn
 
+from alltokens.models.clip import CLIP, CLIPConfig
 from alltokens.models.encoder import Encoder, EncoderConfig
 from alltokens.models.lm import LM, LMConfig
+from alltokens.models.vit import ViT, ViTConfig
 from alltokens.nn.config import ConfigError
 
 MODEL_KINDS: dict[str, tuple[type, type]] = {
     "lm": (LMConfig, LM),
     "encoder": (EncoderConfig, Encoder),
+    "vit": (ViTConfig, ViT),
+    "clip": (CLIPConfig, CLIP),
 }
 
 

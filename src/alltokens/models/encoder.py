@@ -1,6 +1,7 @@
-"""A bidirectional text encoder: token embedding -> core (no causal mask) -> pooling.
+"""A text encoder: token embedding -> core -> pooling, for sentence vectors.
 
-BERT, MiniLM and sentence-transformers models are this class. The defaults of `EncoderConfig` are
+BERT, MiniLM and sentence-transformers models are this class, and so is CLIP's text tower (pre-norm,
+causal, no token types, pooled at the last real token, which is its end-of-text token). The defaults of `EncoderConfig` are
 BERT's switches, so an HF `config.json` maps onto it by renaming a few fields: post-norm blocks
 (x = norm(x + f(x))) with no final norm, learned absolute positions plus token types and a LayerNorm on
 the embeddings, exact (erf) GELU, and biases on every linear and norm.
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alltokens.nn import ConfigError, Embeddings, Transformer, TransformerConfig
+from alltokens.nn.attention import causal_mask
 from alltokens.nn.mlp import LinearFactory
 
 
@@ -30,14 +32,16 @@ class EncoderConfig(TransformerConfig):
     vocab_size: int = 30522
     type_vocab_size: int = 2  # BERT's sentence A / sentence B embeddings; 0 = none
     pad_token_id: int = 0
-    pooling: Literal["mean", "cls"] = "mean"  # mean over real tokens (sentence-transformers) or [CLS]
+    # mean over real tokens (sentence-transformers), the first token ([CLS]) or the last real one (CLIP)
+    pooling: Literal["mean", "cls", "last"] = "mean"
+    embedding_norm: bool = True  # BERT's LayerNorm on the summed embeddings
     normalize: bool = True  # unit-length sentence vectors, so a dot product is the cosine
     # BERT's values of the core's switches
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     norm_eps: float = 1e-12
     norm_position: Literal["pre", "post"] = "post"
     final_norm: bool = False
-    mlp: Literal["gelu", "gelu_tanh", "swiglu"] = "gelu"
+    mlp: Literal["gelu", "gelu_tanh", "quick_gelu", "swiglu"] = "gelu"
     qkv_bias: bool = True
     out_bias: bool = True
     mlp_bias: bool = True
@@ -47,10 +51,8 @@ class EncoderConfig(TransformerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.causal:
-            raise ConfigError("an encoder is bidirectional: causal must be false")
-        if self.pooling not in ("mean", "cls"):
-            raise ConfigError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
+        if self.pooling not in ("mean", "cls", "last"):
+            raise ConfigError(f"pooling must be 'mean', 'cls' or 'last', got {self.pooling!r}")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ConfigError(f"pad_token_id {self.pad_token_id} is outside the vocabulary {self.vocab_size}")
 
@@ -60,7 +62,11 @@ class Encoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = Embeddings(
-            cfg, cfg.vocab_size, cfg.type_vocab_size, embedding_norm=True, padding_idx=cfg.pad_token_id
+            cfg,
+            cfg.vocab_size,
+            cfg.type_vocab_size,
+            embedding_norm=cfg.embedding_norm,
+            padding_idx=cfg.pad_token_id,
         )
         self.core = Transformer(cfg, linear)
 
@@ -70,15 +76,25 @@ class Encoder(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """ids (B, T), attention_mask (B, T) bool (True = real token) -> hidden states (B, T, C)."""
+        """ids (B, T), attention_mask (B, T) bool (True = real token, padding on the right) -> hidden
+        states (B, T, C)."""
         x = self.embed(ids, token_type_ids=token_type_ids)  # (B, T, C)
-        mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+        mask = None
+        if attention_mask is not None:
+            mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+            if self.cfg.causal:
+                mask = mask & causal_mask(ids.shape[1], ids.shape[1], ids.device)  # (B, 1, T, T)
         return self.core(x, mask=mask)
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """hidden (B, T, C) -> (B, C): the mean over real tokens, or the first ([CLS]) token."""
+        """hidden (B, T, C) -> (B, C): the mean over real tokens, the first ([CLS]) or the last real one."""
         if self.cfg.pooling == "cls":
             return hidden[:, 0]
+        if self.cfg.pooling == "last":
+            if attention_mask is None:
+                return hidden[:, -1]
+            last = attention_mask.long().sum(dim=1).clamp(min=1) - 1  # (B,)
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         if attention_mask is None:
             return hidden.mean(dim=1)
         weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)

@@ -73,7 +73,7 @@ class TransformerConfig(Config):
     norm_eps: float = 1e-5
     norm_position: Literal["pre", "post"] = "pre"  # post: BERT-style x = norm(x + f(x))
     final_norm: bool = True  # pre-norm stacks end with a norm; post-norm ones (BERT) do not
-    mlp: Literal["gelu", "gelu_tanh", "swiglu"] = "swiglu"
+    mlp: Literal["gelu", "gelu_tanh", "quick_gelu", "swiglu"] = "swiglu"  # quick_gelu: OpenAI CLIP
     qkv_bias: bool = False  # Qwen2 has biases on q, k, v only
     out_bias: bool = False  # bias on the attention output projection
     mlp_bias: bool = False
@@ -81,6 +81,7 @@ class TransformerConfig(Config):
     position_embedding: Literal["rope", "learned", "none"] = "rope"
     max_position_embeddings: int = 1024
     rope_theta: float = 10000.0
+    rope_dims: int = 1  # 2: positions are (row, col) pairs, each rotating half of the frequencies
     # HF rope_scaling dict: {"rope_type": "linear"|"dynamic"|"llama3"|"yarn", "factor": ..., ...}
     rope_scaling: dict[str, Any] | None = None
     causal: bool = True  # the default mask when none is given
@@ -102,8 +103,12 @@ class TransformerConfig(Config):
                 f"num_attention_heads {self.num_attention_heads} is not a multiple of "
                 f"num_key_value_heads {self.kv_heads}"
             )
-        if self.position_embedding == "rope" and self.head_size % 2:
-            raise ConfigError(f"RoPE needs an even head_dim, got {self.head_size}")
+        if self.rope_dims < 1:
+            raise ConfigError(f"rope_dims must be >= 1, got {self.rope_dims}")
+        if self.position_embedding == "rope" and self.head_size % (2 * self.rope_dims):
+            raise ConfigError(
+                f"{self.rope_dims}-D RoPE needs head_dim divisible by {2 * self.rope_dims}, got {self.head_size}"
+            )
 
     @property
     def kv_heads(self) -> int:

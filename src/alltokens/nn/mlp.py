@@ -1,4 +1,5 @@
-"""Position-wise feed-forward: GELU (GPT-2, BERT) or SwiGLU (Llama, Shazeer 2020).
+"""Position-wise feed-forward: GELU (GPT-2, BERT, ViT), quick GELU (OpenAI CLIP) or SwiGLU (Llama,
+Shazeer 2020).
 
 SwiGLU's gate and up projections are one fused matrix `fc` of width 2I (gate first, then up): one
 matmul instead of two, which matters for CPU decoding where every kernel launch shows.
@@ -30,6 +31,8 @@ class MLP(nn.Module):
         if self.kind == "swiglu":
             gate, up = h.chunk(2, dim=-1)
             h = F.silu(gate) * up
+        elif self.kind == "quick_gelu":  # the sigmoid approximation OpenAI's CLIP was trained with
+            h = h * torch.sigmoid(1.702 * h)
         else:
             h = F.gelu(h, approximate="tanh" if self.kind == "gelu_tanh" else "none")
         return self.proj(h)

@@ -2,8 +2,10 @@
 
 We use the "rotate half" layout of GPT-NeoX and Hugging Face Llama: the head dimension is split into two
 halves that rotate as (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin). Positions are given per token
-(B, T), so left-padded batches, packed sequences and (later) 2-D/3-D image and video positions all use
-the same table lookup.
+(B, T), so left-padded batches and packed sequences use the same table lookup. Images and video give
+n-D positions (B, T, n) (row, col) or (frame, row, col): the D/2 frequencies are split into n groups,
+group a rotating by coordinate a (the axial RoPE of Heo et al. 2024 and Qwen2-VL), so one attention
+kernel serves every modality.
 
 Shape notation: B batch, H heads, T tokens, D head dim.
 """
@@ -72,23 +74,42 @@ def rope_inverse_frequencies(
 
 
 class RotaryEmbedding(nn.Module):
-    """Precomputed cos/sin tables, looked up by integer positions."""
+    """Precomputed cos/sin tables, looked up by integer positions (B, T) or n-D positions (B, T, n)."""
 
     def __init__(
-        self, head_dim: int, max_positions: int, theta: float, scaling: dict[str, Any] | None = None
+        self,
+        head_dim: int,
+        max_positions: int,
+        theta: float,
+        scaling: dict[str, Any] | None = None,
+        dims: int = 1,
     ):
         super().__init__()
-        self.max_positions = max_positions
-        inv_freq, mscale = rope_inverse_frequencies(head_dim, theta, scaling)
+        if head_dim % (2 * dims):
+            raise ValueError(f"{dims}-D RoPE needs head_dim divisible by {2 * dims}, got {head_dim}")
+        self.max_positions, self.dims = max_positions, dims
+        inv_freq, mscale = rope_inverse_frequencies(head_dim // dims, theta, scaling)
         t = torch.arange(max_positions, dtype=torch.float32)
-        freqs = torch.outer(t, inv_freq)  # (T_max, D/2)
+        freqs = torch.outer(t, inv_freq)  # (T_max, D/2n): the angles of one coordinate
+        if dims > 1:  # looked up per coordinate, then laid out as [axis 0 | axis 1 | ...] twice
+            self.register_buffer("cos", freqs.cos() * mscale, persistent=False)
+            self.register_buffer("sin", freqs.sin() * mscale, persistent=False)
+            return
         angles = torch.cat([freqs, freqs], dim=-1)  # (T_max, D)
         self.register_buffer("cos", angles.cos() * mscale, persistent=False)
         self.register_buffer("sin", angles.sin() * mscale, persistent=False)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions (B, T) int -> cos, sin (B, 1, T, D) ready to broadcast over heads."""
-        return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
+        """positions (B, T) or (B, T, n) int -> cos, sin (B, 1, T, D) ready to broadcast over heads."""
+        if self.dims == 1:
+            return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
+        if positions.dim() != 3 or positions.shape[-1] != self.dims:
+            raise ValueError(
+                f"{self.dims}-D RoPE needs positions shaped (B, T, {self.dims}), got {tuple(positions.shape)}"
+            )
+        cos = self.cos[positions].flatten(-2)  # (B, T, n, D/2n) -> (B, T, D/2)
+        sin = self.sin[positions].flatten(-2)
+        return torch.cat([cos, cos], -1).unsqueeze(1), torch.cat([sin, sin], -1).unsqueeze(1)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

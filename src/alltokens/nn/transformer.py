@@ -31,7 +31,7 @@ class Transformer(nn.Module):
         self.rope = None
         if cfg.position_embedding == "rope":
             self.rope = RotaryEmbedding(
-                cfg.head_size, cfg.max_position_embeddings, cfg.rope_theta, cfg.rope_scaling
+                cfg.head_size, cfg.max_position_embeddings, cfg.rope_theta, cfg.rope_scaling, cfg.rope_dims
             )
 
     def forward(
@@ -42,20 +42,26 @@ class Transformer(nn.Module):
         cache: KVCache | None = None,
         context: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
+        depth: int | None = None,
     ) -> torch.Tensor:
-        """x (B, T, C); positions (B, T) int; mask bool (B, 1, T, S), True = may attend."""
+        """x (B, T, C); positions (B, T) int, or (B, T, n) for n-D RoPE; mask bool (B, 1, T, S), True =
+        may attend. `depth` runs only the first `depth` blocks and skips the final norm: the features of
+        an inner layer, which a VLM reads from its vision tower."""
         B, T, _ = x.shape
         rope = None
         if self.rope is not None:
+            if positions is None and self.rope.dims > 1:
+                raise ValueError(f"{self.rope.dims}-D RoPE needs positions (B, T, {self.rope.dims})")
             if positions is None:
                 start = cache.length if cache is not None else 0
                 positions = torch.arange(start, start + T, device=x.device).expand(B, T)
             rope = self.rope(positions)  # 2 x (B, 1, T, D)
-        for i, block in enumerate(self.blocks):
+        blocks = self.blocks if depth is None else self.blocks[:depth]
+        for i, block in enumerate(blocks):
             x = block(x, rope, mask, cache, i, context, context_mask)
         if cache is not None:
             cache.advance(T)
-        return self.norm(x)
+        return self.norm(x) if depth is None else x
 
     def new_cache(
         self,

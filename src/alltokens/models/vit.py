@@ -1,0 +1,147 @@
+"""Vision Transformer (Dosovitskiy et al. 2020): patches are tokens.
+
+patchify -> linear -> (+ [CLS]) -> (+ positions) -> the core with no causal mask -> [CLS] or mean pool.
+The patch projection is a `Linear` on `tokenizers.patches.patchify`, which equals the usual stride-p
+`Conv2d` (its weight reshaped), so Hugging Face ViT and CLIP vision towers load by a reshape. Positions
+are a learned table over the fixed grid (ViT, CLIP) or 2-D rotary (row, col) positions, which carry no
+table and so work at any grid size.
+
+`ViTConfig` covers both families' switches: CLIP adds a LayerNorm before the blocks (`embedding_norm`),
+has no bias on the patch projection and uses quick GELU.
+
+Shape notation: B batch, N patches, T = N (+1 with [CLS]) tokens, C width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from alltokens.nn import ConfigError, Transformer, TransformerConfig
+from alltokens.nn.mlp import LinearFactory
+from alltokens.tokenizers.patches import patch_grid, patchify
+
+
+@dataclass
+class ViTConfig(TransformerConfig):
+    kind: Literal["vit"] = "vit"
+    image_size: int = 224
+    patch_size: int = 16
+    num_channels: int = 3
+    cls_token: bool = True  # a learned [CLS] token first; pooling "cls" reads it
+    pooling: Literal["cls", "mean"] = "cls"
+    patch_bias: bool = True  # bias on the patch projection (ViT yes, CLIP no)
+    embedding_norm: bool = False  # LayerNorm on the embedded tokens before the blocks (CLIP's pre_layrnorm)
+    # pixel normalisation the tower was trained with: x = (rgb / 255 - mean) / std
+    image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    image_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    # the core's switches, with ViT's values
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    norm_eps: float = 1e-6
+    mlp: Literal["gelu", "gelu_tanh", "quick_gelu", "swiglu"] = "gelu"
+    qkv_bias: bool = True
+    out_bias: bool = True
+    mlp_bias: bool = True
+    position_embedding: Literal["rope", "learned", "none"] = "learned"
+    causal: bool = False
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ConfigError(
+                f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
+            )
+        if self.position_embedding == "rope" and self.rope_dims != 2:
+            raise ConfigError("a ViT with rotary positions needs rope_dims = 2 (row, col)")
+        if self.position_embedding == "rope":  # rows and columns, +1 for [CLS] at (0, 0)
+            self.max_position_embeddings = max(self.max_position_embeddings, self.grid + 1)
+        if self.position_embedding == "learned":  # one table row per token, none spare
+            self.max_position_embeddings = self.num_tokens
+        super().__post_init__()
+        if self.causal:
+            raise ConfigError("a ViT is bidirectional: causal must be false")
+        if self.pooling == "cls" and not self.cls_token:
+            raise ConfigError("pooling 'cls' needs cls_token = true")
+        if len(self.image_mean) != self.num_channels or len(self.image_std) != self.num_channels:
+            raise ConfigError(f"image_mean and image_std need {self.num_channels} values each")
+
+    @property
+    def grid(self) -> int:
+        """Patches per side."""
+        return self.image_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid * self.grid
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_patches + int(self.cls_token)
+
+
+class ViT(nn.Module):
+    def __init__(self, cfg: ViTConfig, linear: LinearFactory = nn.Linear):
+        super().__init__()
+        self.cfg = cfg
+        C, p = cfg.hidden_size, cfg.patch_size
+        self.patch_embed = nn.Linear(cfg.num_channels * p * p, C, bias=cfg.patch_bias)
+        self.cls = nn.Parameter(torch.zeros(1, 1, C)) if cfg.cls_token else None
+        self.positions = nn.Embedding(cfg.num_tokens, C) if cfg.position_embedding == "learned" else None
+        self.embedding_norm = nn.LayerNorm(C, eps=cfg.norm_eps) if cfg.embedding_norm else None
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+        self.core = Transformer(cfg, linear)
+        grid = patch_grid(cfg.grid, cfg.grid)  # (N, 2)
+        if cfg.cls_token:  # [CLS] sits at (0, 0); the patches from (1, 1)
+            grid = torch.cat([torch.zeros(1, 2, dtype=torch.long), grid + 1])
+        self.register_buffer("grid_positions", grid, persistent=False)  # (T, 2)
+
+    def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels (B, 3, H, W) normalised -> embedded input tokens (B, T, C)."""
+        cfg = self.cfg
+        if pixels.dim() != 4 or tuple(pixels.shape[1:]) != (cfg.num_channels, cfg.image_size, cfg.image_size):
+            raise ValueError(
+                f"this ViT takes (B, {cfg.num_channels}, {cfg.image_size}, {cfg.image_size}) pixels, "
+                f"got {tuple(pixels.shape)}"
+            )
+        x = self.patch_embed(patchify(pixels, cfg.patch_size))  # (B, N, C)
+        if self.cls is not None:
+            x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)  # (B, T, C)
+        if self.positions is not None:
+            x = x + self.positions.weight
+        if self.embedding_norm is not None:
+            x = self.embedding_norm(x)
+        return self.dropout(x)
+
+    def forward(self, pixels: torch.Tensor, depth: int | None = None) -> torch.Tensor:
+        """pixels (B, 3, H, W) -> hidden states (B, T, C); `depth` stops after that many blocks (no
+        final norm): LLaVA reads its image features from the second-to-last layer."""
+        x = self.tokens(pixels)
+        positions = None
+        if self.core.rope is not None:
+            positions = self.grid_positions.expand(x.shape[0], -1, -1)  # (B, T, 2)
+        return self.core(x, positions=positions, depth=depth)
+
+    def pool(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden (B, T, C) -> (B, C): the [CLS] token, or the mean over patch tokens."""
+        if self.cfg.pooling == "cls":
+            return hidden[:, 0]
+        return hidden[:, int(self.cfg.cls_token) :].mean(dim=1)
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels (B, 3, H, W) -> pooled image vectors (B, C)."""
+        return self.pool(self(pixels))
+
+    @torch.no_grad()
+    def init_weights(self, std: float = 0.02) -> None:
+        """The core's init; N(0, std) for the patch projection, [CLS] and the position table."""
+        self.core.init_weights(std)
+        self.patch_embed.weight.normal_(0.0, std)
+        if self.patch_embed.bias is not None:
+            self.patch_embed.bias.zero_()
+        for p in (self.cls, None if self.positions is None else self.positions.weight):
+            if p is not None:
+                p.normal_(0.0, std)
+        if self.embedding_norm is not None:
+            self.embedding_norm.reset_parameters()

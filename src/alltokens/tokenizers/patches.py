@@ -1,0 +1,74 @@
+"""Images as continuous tokens: cut (B, C, h, w) pixels into a row-major sequence of flattened patches.
+
+Each patch vector is laid out (C, p, p) flattened, which is exactly the layout of a
+`Conv2d(C, D, p, stride=p)` weight reshaped to (D, C*p*p). So a `Linear` on `patchify(x)` is that
+conv, and ViT checkpoints stored either way load by a reshape. Everything is reshape/permute, no loops.
+
+Shape notation: B batch, C channels, h, w pixels, p patch size, N = (h/p)*(w/p) patches,
+rows = h/p, cols = w/p.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _grid(height: int, width: int, patch: int) -> tuple[int, int]:
+    """(rows, cols) of patches; sizes must be whole multiples of the patch size."""
+    if patch < 1:
+        raise ValueError(f"patch size must be >= 1, got {patch}")
+    if height % patch or width % patch:
+        raise ValueError(f"image size {height}x{width} (h x w) is not a multiple of the patch size {patch}")
+    return height // patch, width // patch
+
+
+def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, C, h, w) pixels -> (B, N, C*p*p) patch vectors, patches in row-major order."""
+    B, C, h, w = x.shape
+    rows, cols = _grid(h, w, patch)
+    x = x.reshape(B, C, rows, patch, cols, patch)  # (B, C, rows, p, cols, p)
+    x = x.permute(0, 2, 4, 1, 3, 5)  # (B, rows, cols, C, p, p)
+    return x.reshape(B, rows * cols, C * patch * patch)  # (B, N, C*p*p)
+
+
+def unpatchify(tokens: torch.Tensor, patch: int, height: int, width: int) -> torch.Tensor:
+    """(B, N, C*p*p) patch vectors -> (B, C, h, w) pixels: the exact inverse of `patchify`."""
+    B, N, D = tokens.shape
+    rows, cols = _grid(height, width, patch)
+    if rows * cols != N or D % (patch * patch):
+        raise ValueError(
+            f"tokens of shape {tuple(tokens.shape)} do not fit a {height}x{width} image "
+            f"of {patch}px patches ({rows * cols} patches of C*{patch * patch} values)"
+        )
+    C = D // (patch * patch)
+    x = tokens.reshape(B, rows, cols, C, patch, patch)  # (B, rows, cols, C, p, p)
+    x = x.permute(0, 3, 1, 4, 2, 5)  # (B, C, rows, p, cols, p)
+    return x.reshape(B, C, height, width)  # (B, C, h, w)
+
+
+def patch_grid(rows: int, cols: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """(rows*cols, 2) int64 (row, col) of each patch in `patchify` order: 2-D positions for RoPE/tables."""
+    r = torch.arange(rows, device=device).repeat_interleave(cols)  # (N,)
+    c = torch.arange(cols, device=device).repeat(rows)  # (N,)
+    return torch.stack([r, c], dim=-1)  # (N, 2)
+
+
+def pool_patches(
+    tokens: torch.Tensor, rows: int, cols: int, factor: int = 2
+) -> tuple[torch.Tensor, int, int]:
+    """Average each factor x factor block of neighbouring patch tokens: the "2x2 pooling" that cuts the
+    image-token budget 4x. Odd grids round up; an edge block averages only the patches it has.
+
+    (B, rows*cols, C) -> ((B, rows'*cols', C), rows', cols') with rows' = ceil(rows / factor).
+    """
+    B, N, C = tokens.shape
+    if rows * cols != N:
+        raise ValueError(f"{N} tokens do not form a {rows}x{cols} grid")
+    if factor < 1:
+        raise ValueError(f"pooling factor must be >= 1, got {factor}")
+    grid = tokens.transpose(1, 2).reshape(B, C, rows, cols)  # (B, C, rows, cols)
+    # ceil_mode windows hanging over the edge are divided by the cells they cover, not factor^2
+    pooled = F.avg_pool2d(grid, factor, stride=factor, ceil_mode=True)  # (B, C, rows', cols')
+    new_rows, new_cols = pooled.shape[-2:]
+    return pooled.flatten(2).transpose(1, 2), new_rows, new_cols  # (B, rows'*cols', C)

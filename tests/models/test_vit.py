@@ -1,0 +1,82 @@
+"""ViT: patches are tokens; shapes, positions, pooling, inner-layer features, config round trip."""
+
+import pytest
+import torch
+
+from alltokens.models import build_model, config_from_dict
+from alltokens.models.vit import ViT, ViTConfig
+from alltokens.nn.config import ConfigError
+
+
+def tiny(**overrides) -> ViTConfig:
+    fields = dict(
+        image_size=16,
+        patch_size=4,
+        hidden_size=24,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        intermediate_size=40,
+    )
+    return ViTConfig(**{**fields, **overrides})
+
+
+def model(**overrides) -> ViT:
+    torch.manual_seed(0)
+    m = ViT(tiny(**overrides))
+    m.init_weights(std=0.3)
+    return m.eval()
+
+
+def test_224_pixels_in_16px_patches_are_196_tokens_plus_cls():
+    cfg = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    assert (cfg.num_patches, cfg.num_tokens) == (196, 197)
+    out = ViT(cfg)(torch.zeros(2, 3, 224, 224))
+    assert out.shape == (2, 197, 32)
+
+
+@pytest.mark.parametrize("positions", ["learned", "rope"])
+def test_config_round_trips_and_patch_order_matters(tmp_path, positions):
+    extra = {"rope_dims": 2} if positions == "rope" else {}
+    cfg = tiny(position_embedding=positions, **extra)
+    cfg.save(tmp_path / "config.json")
+    assert ViTConfig.load(tmp_path / "config.json") == cfg
+    assert isinstance(build_model(config_from_dict(cfg.to_dict())), ViT)
+    m = model(position_embedding=positions, **extra)
+    x = torch.randn(1, 3, 16, 16)
+    swapped = x.clone()  # swap two patches' pixels: with positions, [CLS] must notice
+    swapped[..., :4, :4], swapped[..., 12:, 12:] = x[..., 12:, 12:], x[..., :4, :4]
+    with torch.no_grad():
+        assert (m.embed(x) - m.embed(swapped)).abs().max() > 1e-3
+
+
+def test_without_positions_the_mean_pool_ignores_patch_order():
+    m = model(position_embedding="none", pooling="mean", cls_token=False)
+    x = torch.randn(1, 3, 16, 16)
+    swapped = x.clone()
+    swapped[..., :4, :4], swapped[..., 12:, 12:] = x[..., 12:, 12:], x[..., :4, :4]
+    with torch.no_grad():
+        torch.testing.assert_close(m.embed(x), m.embed(swapped), atol=1e-5, rtol=0)
+
+
+def test_depth_gives_the_features_of_an_inner_layer():
+    m = model()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        inner = m(x, depth=1)
+        manual = m.core.blocks[0](m.tokens(x))
+        full = m(x)
+    torch.testing.assert_close(inner, manual)
+    assert (inner - full).abs().max() > 1e-3
+
+
+def test_bad_configs_and_inputs_are_refused():
+    with pytest.raises(ConfigError, match="multiple of patch_size"):
+        tiny(image_size=18)
+    with pytest.raises(ConfigError, match="rope_dims = 2"):
+        tiny(position_embedding="rope")
+    with pytest.raises(ConfigError, match="cls_token"):
+        tiny(cls_token=False)
+    with pytest.raises(ConfigError, match="causal"):
+        tiny(causal=True)
+    with pytest.raises(ValueError, match=r"\(B, 3, 16, 16\)"):
+        model()(torch.zeros(1, 3, 32, 32))
