@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from alltokens.io.checkpoint import atomic_write
 
@@ -23,7 +25,8 @@ pre, .tokens { background: #f8f8f8; padding: .6em; border-radius: 4px; white-spa
 .tokens span.t0 { background: #ffe08a; } .tokens span.t1 { background: #a8e6ff; } .tokens span.t2 { background: #c6f5b0; }
 .tokens span.t3 { background: #ffc4e1; } .tokens span.special { background: #555; color: #fff; }
 .completion { white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 13px; }
-.muted { color: #777; } img { max-width: 100%; }
+.muted { color: #777; } img { max-width: 100%; } img.pixel { image-rendering: pixelated; }
+.right { color: #1a7f37; } .wrong { color: #cf222e; }
 """
 
 
@@ -44,6 +47,29 @@ def token_html(pieces: Sequence[tuple[str, int]], special_ids: frozenset[int] = 
         shown = html.escape(text).replace("\n", "↵\n")
         spans.append(f'<span class="{cls}" title="id {token_id}">{shown}</span>')
     return Html('<div class="tokens">' + "".join(spans) + "</div>")
+
+
+def png_data_uri(image: Any) -> str:
+    """A PIL image or a PNG file as a data URI, so the page needs no other files."""
+    if isinstance(image, (str, Path)):
+        data = Path(image).read_bytes()
+    else:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        data = buffer.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def image_html(image: Any, width: int | None = None, alt: str = "") -> Html:
+    """An inline image for a table cell; `width` scales it up with crisp pixels (small renders)."""
+    size = f' width="{width}" class="pixel"' if width else ""
+    return Html(f'<img src="{png_data_uri(image)}" alt="{html.escape(alt)}"{size}>')
+
+
+def verdict_html(text: str, right: bool) -> Html:
+    """`text` marked right (green ✓) or wrong (red ✗)."""
+    mark, cls = ("✓", "right") if right else ("✗", "wrong")
+    return Html(f'<span class="{cls}">{mark} {html.escape(text)}</span>')
 
 
 class Report:
@@ -77,9 +103,9 @@ class Report:
         body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
         self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
 
-    def image(self, path: str | Path, alt: str = "") -> None:
-        data = base64.b64encode(Path(path).read_bytes()).decode()
-        self.parts.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">')
+    def image(self, image: Any, alt: str = "", width: int | None = None) -> None:
+        """A PNG file or a PIL image, embedded."""
+        self.parts.append(f"<p>{image_html(image, width, alt)}</p>")
 
     def render(self) -> str:
         body = "\n".join(self.parts)

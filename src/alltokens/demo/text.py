@@ -1,19 +1,16 @@
-"""The main job (`make demo`): a tour of what alltokens does, ending in an HTML report.
+"""The demo's text section: text becomes tokens, a small LM, and real sentence embeddings.
 
 Builds the standard-library docstring corpus, trains a BPE tokenizer and a small LM on it, samples at
 several temperatures, shows how text becomes tokens, and runs the real MiniLM sentence encoder for
-similarity and word analogies. Everything runs on a laptop CPU with no network. `quick=True` trains
-for fewer steps so the whole job stays under two minutes.
+similarity and word analogies.
 """
 
 from __future__ import annotations
 
-import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-MARKER = ".alltokens-demo"  # only a directory holding this marker is ever cleared by the demo
+from alltokens.report import Report
 
 PROMPTS = ["Return the number of", "This module provides", "If the file"]
 TEMPERATURES = [0.0, 0.7, 1.0]
@@ -37,48 +34,26 @@ DOCUMENTS = [
 SEARCH_QUERY = "read the contents of a file"
 
 
-def _prepare(out: Path) -> None:
-    """Start from a clean demo directory, refusing to clear anything the demo did not create."""
-    if out.exists() and any(out.iterdir()):
-        if not (out / MARKER).exists():
-            raise FileExistsError(f"{out} exists and was not made by the demo; choose another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("made by `alltokens demo`; cleared on the next run\n")
-
-
-def run_demo(
-    out: str | Path = "runs/demo",
-    quick: bool = False,
-    steps: int | None = None,
-    log: Callable[[str], None] = lambda line: None,
-) -> Path:
-    """Run the tour and return the path of `report.html`; `log` receives one line per step.
-
-    `steps` overrides the LM's training steps (the tests use a handful).
-    """
+def run(report: Report, out: Path, quick: bool, steps: int | None, log: Callable[[str], None]) -> None:
+    """Train and sample the LM under `out`, and add the text sections to `report`."""
     import alltokens
     from alltokens.data.pydocs import write_pydocs_corpus
     from alltokens.pipelines.embedding import analogy, minilm_path
-    from alltokens.report import Report, completion_html, token_html
+    from alltokens.report import completion_html, token_html
     from alltokens.tokenizers import train_bpe
     from alltokens.train.recipes.lm import train_lm
 
-    out = Path(out)
-    _prepare(out)
-    started = time.perf_counter()
-    report = Report("alltokens demo: everything is tokens")
     report.text(
         "A language model trained from scratch on this machine's Python standard-library docstrings, "
-        "its tokenizer, and the real all-MiniLM-L6-v2 sentence encoder, all on the CPU with no network."
+        "its tokenizer, and the real all-MiniLM-L6-v2 sentence encoder."
     )
 
-    log("1/5 corpus: the standard library's docstrings")
+    log("text 1/5: corpus: the standard library's docstrings")
     corpus = out / "pydocs.txt"
     n_bytes = write_pydocs_corpus(corpus)
     log(f"    {n_bytes / 1e6:.2f} MB -> {corpus}")
 
-    log("2/5 tokenizer: byte-level BPE")
+    log("text 2/5: tokenizer: byte-level BPE")
     vocab_size = 2048 if quick else 4096
     tokenizer = train_bpe([corpus], vocab_size=vocab_size)
     tokenizer.save(out / "tokenizer")
@@ -86,7 +61,7 @@ def run_demo(
     pieces = tokenizer.pieces(example)
     log(f"    {tokenizer.vocab_size} tokens; {len(example)} characters -> {len(pieces)} tokens")
 
-    log("3/5 language model: training (progress below)")
+    log("text 3/5: language model: training (progress below)")
     run_dir = train_lm(
         data=[corpus],
         tokenizer=out / "tokenizer",
@@ -97,7 +72,7 @@ def run_demo(
     )
     lm = alltokens.load(run_dir)
 
-    log("4/5 samples")
+    log("text 4/5: samples")
     samples = []
     for i, prompt in enumerate(PROMPTS):
         for temperature in TEMPERATURES:
@@ -105,7 +80,7 @@ def run_demo(
             samples.append((temperature, completion_html(prompt, text)))
             log(f"    T={temperature:.1f} {prompt!r} -> {text!r}")
 
-    log("5/5 sentence embeddings: all-MiniLM-L6-v2")
+    log("text 5/5: sentence embeddings: all-MiniLM-L6-v2")
     encoder = alltokens.load(minilm_path())
     vectors = encoder.embed(SENTENCES)
     similarity = (vectors @ vectors.T).tolist()
@@ -147,11 +122,3 @@ def run_demo(
     report.table(["cosine", "document"], [(score, doc) for score, doc in ranked[:4]])
     report.text("Analogy: king - man + woman ≈")
     report.table(["cosine", "word"], words)
-
-    report.text(
-        f"Made by `alltokens demo{' --quick' if quick else ''}` in {time.perf_counter() - started:.0f} s.",
-        muted=True,
-    )
-    path = report.write(out / "report.html")
-    log(f"done in {time.perf_counter() - started:.0f} s")
-    return path
