@@ -40,6 +40,13 @@ def cmd_data_pydocs(args: argparse.Namespace) -> None:
     print(f"wrote {n_bytes / 1e6:.2f} MB of standard-library docstrings to {args.out}")
 
 
+def cmd_data_shapes(args: argparse.Namespace) -> None:
+    from alltokens.data.shapes import write_shapes
+
+    path = write_shapes(args.out, n=args.n, size=args.size, seed=args.seed, split=args.split)
+    print(f"wrote {args.n} {args.size}x{args.size} {args.split} shapes scenes to {args.out}/images and {path}")
+
+
 def cmd_train_lm(args: argparse.Namespace) -> None:
     from alltokens.train.recipes.lm import train_lm
 
@@ -118,6 +125,25 @@ def cmd_analogy(args: argparse.Namespace) -> None:
         print(f"{score:.3f}  {word}")
 
 
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from alltokens.tokenizers.image import draw_patch_grid, fit_image, load_image
+    from alltokens.tokenizers.patches import describe_grid
+    from alltokens.tokenizers.tiling import choose_layout
+
+    image = load_image(args.image)
+    grid = describe_grid(args.size, args.size, args.patch)
+    w, h = image.size
+    layout = args.tile and choose_layout(w, h, args.tile, args.patch, args.max_image_tokens, pool=args.pool)
+    out = args.out or f"{Path(args.image).stem}-patches.png"
+    draw_patch_grid(fit_image(image, args.size, args.mode), args.patch).save(out)
+    print(f"{args.image}: {w}x{h}, fitted ({args.mode}) to {args.size}x{args.size}\n{grid}")
+    if layout:
+        print(f"AnyRes: {layout.describe()}")
+    print(f"patch grid -> {out}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from alltokens.demo import run_demo
 
@@ -150,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = data.add_parser("pydocs", help="the standard library's docstrings as one text corpus")
     d.add_argument("--out", required=True)
     d.set_defaults(func=cmd_data_pydocs)
+    d = data.add_parser("shapes", help="shapes scenes as PNGs plus a JSONL of scenes, captions and QA")
+    d.add_argument("--n", type=int, required=True, help="number of images")
+    d.add_argument("--size", type=int, default=64, help="image side in pixels")
+    d.add_argument("--out", required=True)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--split", choices=["train", "heldout", "any"], default="train")
+    d.set_defaults(func=cmd_data_shapes)
 
     train = sub.add_parser("train", help="train a model").add_subparsers(dest="what", required=True)
     t = train.add_parser("lm", help="train a language model")
@@ -210,6 +243,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("c")
     e.add_argument("--top", type=int, default=5)
     e.set_defaults(func=cmd_analogy)
+
+    e = sub.add_parser("inspect", help="cut an image into patch tokens and draw the grid")
+    e.add_argument("image")
+    e.add_argument("--patch", type=int, default=16)
+    e.add_argument("--size", type=int, default=224, help="the model's input size in pixels")
+    e.add_argument("--mode", choices=["resize", "pad", "crop"], default="resize")
+    e.add_argument("--out", help="PNG to write (default: IMAGE_stem-patches.png here)")
+    e.add_argument("--tile", type=int, help="also choose an AnyRes layout of tiles of this size")
+    e.add_argument("--max-image-tokens", type=int, help="the image-token budget for --tile")
+    e.add_argument("--pool", action="store_true", help="2x2-pool each tile's patch tokens")
+    e.set_defaults(func=cmd_inspect)
 
     e = sub.add_parser("demo", help="the main job: train, sample, embed, and write an HTML report")
     e.add_argument("--out", default="runs/demo")

@@ -72,3 +72,9 @@ def pool_patches(
     pooled = F.avg_pool2d(grid, factor, stride=factor, ceil_mode=True)  # (B, C, rows', cols')
     new_rows, new_cols = pooled.shape[-2:]
     return pooled.flatten(2).transpose(1, 2), new_rows, new_cols  # (B, rows'*cols', C)
+
+
+def describe_grid(width: int, height: int, patch: int) -> str:
+    """E.g. "224x224 -> 14x14 patches of 16px = 196 tokens (+1 CLS)" (width x height, rows x cols)."""
+    rows, cols = _grid(height, width, patch)
+    return f"{width}x{height} -> {rows}x{cols} patches of {patch}px = {rows * cols} tokens (+1 CLS)"

@@ -1,0 +1,110 @@
+"""AnyRes tiling (LLaVA-NeXT, Liu et al. 2024): resolution versus image-token budget.
+
+An encoder sees `tile` x `tile` pixels. A large or oddly shaped image is resized (aspect kept, padded)
+onto a rows x cols grid of tiles, each encoded on its own, plus a downscaled overview of the whole image
+so the model keeps the global picture. The grid is LLaVA-NeXT's choice: among the allowed grids, the one
+that keeps the most of the image's own pixels (effective resolution = the image's area once fitted,
+capped at its original area), then the one that wastes the fewest padded pixels. Allowed means at most
+`max_tiles` tiles and at most `max_image_tokens` tokens; a tight budget thus falls back to fewer tiles,
+down to a single tile with no overview. A 1x1 grid never gets an overview: it would be the same image.
+
+Optional 2x2 pooling of each tile's patch tokens (`patches.pool_patches`) cuts tokens per tile 4x.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from PIL import Image
+
+from alltokens.tokenizers.image import fit_image
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """A rows x cols grid of `tile`-pixel tiles, optionally plus an overview tile, each giving
+    `tokens_per_tile` image tokens (after pooling when `pooled`)."""
+
+    rows: int
+    cols: int
+    tile: int
+    overview: bool
+    pooled: bool
+    tokens_per_tile: int
+
+    @property
+    def tiles(self) -> int:
+        """Tiles the encoder sees, the overview included."""
+        return self.rows * self.cols + int(self.overview)
+
+    @property
+    def image_tokens(self) -> int:
+        return self.tiles * self.tokens_per_tile
+
+    def describe(self) -> str:
+        """E.g. "2x3 tiles of 64px + overview, 2x2 pooled: 7 x 16 = 112 image tokens"."""
+        grid = f"{self.rows}x{self.cols} tile{'s' if self.rows * self.cols > 1 else ''} of {self.tile}px"
+        extras = (" + overview" if self.overview else "") + (", 2x2 pooled" if self.pooled else "")
+        return f"{grid}{extras}: {self.tiles} x {self.tokens_per_tile} = {self.image_tokens} image tokens"
+
+
+def tokens_per_tile(tile: int, patch: int, pool: bool = False) -> int:
+    """(tile/patch)^2 patch tokens, or ceil(tile/patch / 2)^2 after 2x2 pooling."""
+    if patch < 1 or tile < patch or tile % patch:
+        raise ValueError(f"tile size {tile} must be a positive multiple of the patch size {patch}")
+    side = tile // patch
+    return (math.ceil(side / 2) if pool else side) ** 2
+
+
+def choose_layout(
+    width: int,
+    height: int,
+    tile: int,
+    patch: int,
+    max_image_tokens: int | None = None,
+    max_tiles: int = 12,
+    pool: bool = False,
+    overview: bool = True,
+) -> TileLayout:
+    """The grid for a width x height image within `max_tiles` and `max_image_tokens` (see module doc)."""
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    if max_tiles < 1:
+        raise ValueError(f"max_tiles must be >= 1, got {max_tiles}")
+    per_tile = tokens_per_tile(tile, patch, pool)
+    if max_image_tokens is not None and max_image_tokens < per_tile:
+        raise ValueError(
+            f"an image-token budget of {max_image_tokens} is too small for one tile, "
+            f"which needs {per_tile} tokens ({tile}px tile, {patch}px patches{', pooled' if pool else ''})"
+        )
+    best, best_key = (1, 1), (-1, 0)
+    for rows in range(1, max_tiles + 1):
+        for cols in range(1, max_tiles // rows + 1):
+            n = rows * cols + int(overview and rows * cols > 1)
+            if max_image_tokens is not None and n * per_tile > max_image_tokens:
+                continue
+            key = _fit_score(width, height, cols * tile, rows * tile)
+            if key > best_key:
+                best, best_key = (rows, cols), key
+    rows, cols = best
+    return TileLayout(rows, cols, tile, overview and rows * cols > 1, pool, per_tile)
+
+
+def _fit_score(width: int, height: int, grid_w: int, grid_h: int) -> tuple[int, int]:
+    """(effective resolution, -wasted pixels) of an image fitted inside a grid_w x grid_h canvas."""
+    scale = min(grid_w / width, grid_h / height)
+    fitted = int(width * scale) * int(height * scale)
+    effective = min(fitted, width * height)  # upscaling adds no information
+    return effective, -(grid_w * grid_h - effective)
+
+
+def tile_image(image: Image.Image, layout: TileLayout) -> list[Image.Image]:
+    """The tiles of `layout`, each tile x tile: the overview first (when the layout has one), then the
+    grid, row-major, cut from the image fitted (aspect kept, padded) to (cols*tile, rows*tile)."""
+    t = layout.tile
+    tiles = [fit_image(image, t, "pad")] if layout.overview else []
+    canvas = fit_image(image, (layout.cols * t, layout.rows * t), "pad")
+    for r in range(layout.rows):
+        tiles.extend(canvas.crop((c * t, r * t, (c + 1) * t, (r + 1) * t)) for c in range(layout.cols))
+    return tiles

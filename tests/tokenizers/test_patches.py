@@ -1,0 +1,82 @@
+import pytest
+import torch
+from torch import nn
+
+from alltokens.tokenizers.patches import patch_grid, patchify, pool_patches, unpatchify
+
+
+def test_224_with_16px_patches_gives_196_tokens():
+    x = torch.randn(2, 3, 224, 224)
+    assert patchify(x, 16).shape == (2, 196, 3 * 16 * 16)
+
+
+@pytest.mark.parametrize(("h", "w", "p"), [(32, 48, 16), (12, 8, 4), (7, 5, 1)])
+def test_unpatchify_inverts_patchify(h, w, p):
+    x = torch.randn(2, 3, h, w)
+    tokens = patchify(x, p)
+    assert tokens.shape == (2, (h // p) * (w // p), 3 * p * p)
+    assert torch.equal(unpatchify(tokens, p, h, w), x)
+
+
+def test_linear_on_patchify_equals_strided_conv():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 48)
+    conv = nn.Conv2d(3, 7, 8, stride=8)
+    linear = nn.Linear(3 * 8 * 8, 7)
+    with torch.no_grad():
+        linear.weight.copy_(conv.weight.reshape(7, -1))  # (D, C*p*p)
+        linear.bias.copy_(conv.bias)
+    expected = conv(x).flatten(2).transpose(1, 2)  # (B, N, D), row-major patches
+    torch.testing.assert_close(linear(patchify(x, 8)), expected)
+
+
+def test_patch_vector_layout_is_channel_then_row_then_col():
+    x = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4)
+    tokens = patchify(x, 2)
+    # patch 1 is row 0, col 1: pixels x[0, :, 0:2, 2:4] flattened (C, p, p)
+    assert torch.equal(tokens[0, 1], x[0, :, 0:2, 2:4].flatten())
+
+
+@pytest.mark.parametrize(("h", "w"), [(224, 225), (17, 32)])
+def test_sizes_not_multiple_of_patch_raise_naming_sizes(h, w):
+    with pytest.raises(ValueError, match=f"{h}x{w}.*16"):
+        patchify(torch.zeros(1, 3, h, w), 16)
+
+
+def test_unpatchify_rejects_tokens_of_wrong_count():
+    with pytest.raises(ValueError, match="do not fit"):
+        unpatchify(torch.zeros(1, 5, 12), 2, 4, 4)
+
+
+def test_patch_grid_matches_patchify_order():
+    rows, cols, p = 3, 5, 2
+    # an image whose pixel values encode (row, col) of their patch
+    r = torch.arange(rows).repeat_interleave(p)[:, None].expand(rows * p, cols * p)
+    c = torch.arange(cols).repeat_interleave(p)[None, :].expand(rows * p, cols * p)
+    x = torch.stack([r, c]).float()[None]  # (1, 2, h, w)
+    tokens = patchify(x, p)  # (1, N, 2*p*p)
+    found = tokens[0].reshape(rows * cols, 2, p * p)[:, :, 0].long()  # (N, 2)
+    assert torch.equal(patch_grid(rows, cols), found)
+
+
+def test_pool_patches_averages_2x2_neighbours():
+    rows, cols = 4, 6
+    tokens = torch.randn(2, rows * cols, 3)
+    pooled, r, c = pool_patches(tokens, rows, cols)
+    assert (r, c) == (2, 3)
+    grid = tokens.reshape(2, rows, cols, 3)
+    # block (1, 2) covers rows 2-3, cols 4-5
+    expected = grid[:, 2:4, 4:6].mean(dim=(1, 2))
+    torch.testing.assert_close(pooled[:, 1 * c + 2], expected)
+
+
+def test_pool_patches_odd_grid_averages_only_existing_cells():
+    tokens = torch.arange(9.0).reshape(1, 9, 1)  # 3x3 grid 0..8
+    pooled, r, c = pool_patches(tokens, 3, 3)
+    assert (r, c) == (2, 2)
+    assert pooled.flatten().tolist() == [(0 + 1 + 3 + 4) / 4, (2 + 5) / 2, (6 + 7) / 2, 8.0]
+
+
+def test_pool_patches_rejects_wrong_grid():
+    with pytest.raises(ValueError, match="3x3"):
+        pool_patches(torch.zeros(1, 8, 2), 3, 3)
