@@ -1,0 +1,48 @@
+"""The shapes world: synthetic scenes with known answers, rendered to images, captions and questions.
+
+Every image, video and audio issue reuses it, and every test of generalisation uses its one list of
+held-out (colour, shape) pairs, `HELD_OUT`.
+
+- `scene.py`: the vocabulary, `Obj`, `Scene`, `HELD_OUT`, `random_scene`;
+- `render.py`: `render` (anti-aliased, varied like photographs) and `render_plain` (a second renderer);
+- `language.py`: `captions`, `caption`, `questions` (`QA`), and `objects_named` to score captions;
+- `stream.py`: `scene_stream` (endless, random access, resumable) and `write_shapes` (PNGs + JSONL).
+"""
+
+from alltokens.data.shapes.language import QA, QA_KINDS, caption, captions, objects_named, questions
+from alltokens.data.shapes.render import render, render_plain
+from alltokens.data.shapes.scene import (
+    COLOURS,
+    COLS,
+    HELD_OUT,
+    ROWS,
+    SHAPES,
+    SIZES,
+    Obj,
+    Scene,
+    random_scene,
+)
+from alltokens.data.shapes.stream import ShapesStream, scene_stream, write_shapes
+
+__all__ = [
+    "COLOURS",
+    "COLS",
+    "HELD_OUT",
+    "QA",
+    "QA_KINDS",
+    "ROWS",
+    "SHAPES",
+    "SIZES",
+    "Obj",
+    "Scene",
+    "ShapesStream",
+    "caption",
+    "captions",
+    "objects_named",
+    "questions",
+    "random_scene",
+    "render",
+    "render_plain",
+    "scene_stream",
+    "write_shapes",
+]
