@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo demo-quick test test-fast lint format bench clean
+.PHONY: demo demo-quick test test-fast lint format bench bench-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,11 @@ lint: $(VENV)/.installed-test
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+# bench-only: open_clip for bench/clip_train.py. --no-deps, because its torchvision does not load beside
+# this CPU torch and pip would swap torch for a CUDA build; the benchmark stands in for torchvision.
+bench-deps: $(VENV)/.installed-test
+	$(BIN)/pip install --quiet --no-deps open-clip-torch ftfy regex wcwidth
 
 clean:
 	rm -rf $(VENV) build *.egg-info

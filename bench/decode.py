@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -40,6 +38,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from common import load_average, machine, reset_peak, rss_mb
 
 from alltokens.generate import SamplingSettings, generate_ids
 from alltokens.io.load import load_model
@@ -83,17 +82,6 @@ def make_prompts(batch: int, length: int) -> torch.Tensor:
     return torch.randint(0, 50257, (batch, length), generator=torch.Generator().manual_seed(batch))
 
 
-def rss_mb(field: str) -> float | None:
-    """VmRSS / VmHWM of this process in MB, from /proc (Linux)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def child(args: argparse.Namespace) -> None:
     """One side, one batch size, in a fresh process: print its memory as JSON."""
     torch.set_num_threads(args.threads)
@@ -101,11 +89,7 @@ def child(args: argparse.Namespace) -> None:
     model = load_side(args.child, args.dir)
     prompts = make_prompts(args.child_batch, args.prompt_len)
     loaded, load_peak = rss_mb("VmRSS"), rss_mb("VmHWM")
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-        reset = True
-    except OSError:
-        reset = False
+    reset = reset_peak()
     start = time.perf_counter()
     decode(args.child, model, prompts, args.new_tokens)
     seconds = time.perf_counter() - start
@@ -150,23 +134,6 @@ def agreement(ours: torch.Tensor, theirs: torch.Tensor) -> str:
     return f"ids differ: first at row {row}, step {step}; {same:.1%} of positions agree"
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"transformers {transformers.__version__}, Python {platform.python_version()}; "
-        f"load average {load}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 16 new tokens, 1 repeat")
@@ -187,7 +154,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     print(f"# GPT-2-small decode, fp32, {args.new_tokens} new tokens, prompt {args.prompt_len} tokens")
-    print(f"machine: {machine()}\n", flush=True)
+    print(f"machine: {machine(transformers=transformers.__version__)}\n", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         save_gpt2(directory)
@@ -210,7 +177,7 @@ def main() -> None:
             runs = "; ".join(f"{s} " + ", ".join(f"{r:.1f}" for r in rates[s]) for s in SIDES)
             notes.append(f"batch {batch}: {check}; every repeat: {runs}")
         print("\n" + "\n".join(notes))
-        print(f"load average after the timing: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"load average after the timing: {load_average()}")
         del models
         if args.no_memory:
             return

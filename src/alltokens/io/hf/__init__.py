@@ -20,6 +20,8 @@ FAMILIES = {
     "mistral": "llama",
     "qwen2": "llama",
     "bert": "bert",
+    "vit": "vit",
+    "clip": "clip",
 }
 
 
