@@ -67,6 +67,36 @@ def cmd_train_lm(args: argparse.Namespace) -> None:
     print(f"model written to {out}")
 
 
+def cmd_train_vlm(args: argparse.Namespace) -> None:
+    from alltokens.train.recipes.vlm import train_vlm
+
+    out = train_vlm(
+        vision=args.vision,
+        lm=args.lm,
+        out=args.out,
+        data=args.data,
+        preset=args.preset,
+        stage1_steps=args.stage1_steps,
+        stage2_steps=args.stage2_steps,
+        seed=args.seed,
+        resume=args.resume,
+        progress=True,
+    )
+    print(f"model written to {out}")
+
+
+def cmd_ask(args: argparse.Namespace) -> None:
+    import alltokens
+
+    print(alltokens.load(args.model).ask(args.image, args.question, max_new_tokens=args.max_new_tokens))
+
+
+def cmd_caption(args: argparse.Namespace) -> None:
+    import alltokens
+
+    print(alltokens.load(args.model).caption(args.image, max_new_tokens=args.max_new_tokens))
+
+
 def cmd_generate(args: argparse.Namespace) -> None:
     import alltokens
 
@@ -87,6 +117,41 @@ def cmd_generate(args: argparse.Namespace) -> None:
         print()
     else:
         print(m.generate(args.prompt, **settings))
+
+
+def cmd_train_clip(args: argparse.Namespace) -> None:
+    from alltokens.train.recipes.clip import train_clip
+
+    out = train_clip(
+        data=args.data,
+        out=args.out,
+        preset=args.preset,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        resume=args.resume,
+        progress=True,
+    )
+    print(f"model written to {out}")
+
+
+def cmd_classify(args: argparse.Namespace) -> None:
+    import alltokens
+
+    labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+    probs = alltokens.load(args.model).classify(args.image, labels)
+    for image, row in zip(args.image, probs.tolist()):
+        print(image)
+        for p, label in sorted(zip(row, labels), reverse=True):
+            print(f"  {p:6.1%}  {label}")
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    import alltokens
+
+    for path, score in alltokens.load(args.model).search(args.query, args.folder, top_k=args.top):
+        print(f"{score:.3f}  {path}")
 
 
 def cmd_export_hf(args: argparse.Namespace) -> None:
@@ -203,6 +268,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.set_defaults(func=cmd_train_lm)
 
+    t = train.add_parser("vlm", help="train a vision-language model (LLaVA's two stages)")
+    t.add_argument("--vision", required=True, help="a CLIP or ViT directory (ours or Hugging Face's)")
+    t.add_argument("--lm", required=True, help="a language model directory, or 'new'")
+    t.add_argument("--out", required=True)
+    t.add_argument("--data", default="shapes")
+    t.add_argument("--preset", default="tiny")
+    t.add_argument("--stage1-steps", type=int, default=None, help="projector-only steps on captions")
+    t.add_argument("--stage2-steps", type=int, default=None, help="projector + LM steps on questions")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.set_defaults(func=cmd_train_vlm)
+
+    t = train.add_parser("clip", help="train a CLIP on image-caption pairs")
+    t.add_argument("--data", required=True, help="'shapes', 'digits', or a folder of images with captions")
+    t.add_argument("--out", required=True)
+    t.add_argument("--preset", default="tiny")
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.set_defaults(func=cmd_train_clip)
+
+    a = sub.add_parser("ask", help="answer a question about an image")
+    a.add_argument("--model", required=True, help="a VLM directory")
+    a.add_argument("image")
+    a.add_argument("question")
+    a.add_argument("--max-new-tokens", type=int, default=None)
+    a.set_defaults(func=cmd_ask)
+    a = sub.add_parser("caption", help="describe an image")
+    a.add_argument("--model", required=True, help="a VLM directory")
+    a.add_argument("image")
+    a.add_argument("--max-new-tokens", type=int, default=None)
+    a.set_defaults(func=cmd_caption)
+
     g = sub.add_parser("generate", help="continue a prompt")
     g.add_argument("--model", required=True)
     g.add_argument("prompt")
@@ -243,6 +343,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("c")
     e.add_argument("--top", type=int, default=5)
     e.set_defaults(func=cmd_analogy)
+
+    e = sub.add_parser("classify", help="zero-shot image classification with a CLIP")
+    e.add_argument("--model", required=True, help="a CLIP directory (ours or Hugging Face's)")
+    e.add_argument("image", nargs="+")
+    e.add_argument("--labels", required=True, help='comma-separated label texts: "a red circle,a blue square"')
+    e.set_defaults(func=cmd_classify)
+    e = sub.add_parser("search", help="the images of FOLDER that best match a text query")
+    e.add_argument("--model", required=True, help="a CLIP directory (ours or Hugging Face's)")
+    e.add_argument("--query", required=True)
+    e.add_argument("folder")
+    e.add_argument("--top", type=int, default=5)
+    e.set_defaults(func=cmd_search)
 
     e = sub.add_parser("inspect", help="cut an image into patch tokens and draw the grid")
     e.add_argument("image")

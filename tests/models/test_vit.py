@@ -80,3 +80,11 @@ def test_bad_configs_and_inputs_are_refused():
         tiny(causal=True)
     with pytest.raises(ValueError, match=r"\(B, 3, 16, 16\)"):
         model()(torch.zeros(1, 3, 32, 32))
+
+
+def test_max_pool_is_the_patchwise_maximum_and_skips_cls():
+    for cls_token in (True, False):
+        m = model(pooling="max", cls_token=cls_token)
+        with torch.no_grad():
+            hidden = m(torch.randn(2, 3, 16, 16))  # (B, T, C)
+            torch.testing.assert_close(m.pool(hidden), hidden[:, int(cls_token) :].max(dim=1).values)

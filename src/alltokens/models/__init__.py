@@ -10,6 +10,7 @@ from alltokens.models.clip import CLIP, CLIPConfig
 from alltokens.models.encoder import Encoder, EncoderConfig
 from alltokens.models.lm import LM, LMConfig
 from alltokens.models.vit import ViT, ViTConfig
+from alltokens.models.vlm import VLM, VLMConfig
 from alltokens.nn.config import ConfigError
 
 MODEL_KINDS: dict[str, tuple[type, type]] = {
@@ -17,6 +18,7 @@ MODEL_KINDS: dict[str, tuple[type, type]] = {
     "encoder": (EncoderConfig, Encoder),
     "vit": (ViTConfig, ViT),
     "clip": (CLIPConfig, CLIP),
+    "vlm": (VLMConfig, VLM),
 }
 
 

@@ -32,7 +32,8 @@ class ViTConfig(TransformerConfig):
     patch_size: int = 16
     num_channels: int = 3
     cls_token: bool = True  # a learned [CLS] token first; pooling "cls" reads it
-    pooling: Literal["cls", "mean"] = "cls"
+    # "max" over patch tokens picks out small objects from the first steps; mean dilutes them (recipes/clip.py)
+    pooling: Literal["cls", "mean", "max"] = "cls"
     patch_bias: bool = True  # bias on the patch projection (ViT yes, CLIP no)
     embedding_norm: bool = False  # LayerNorm on the embedded tokens before the blocks (CLIP's pre_layrnorm)
     # pixel normalisation the tower was trained with: x = (rgb / 255 - mean) / std
@@ -124,9 +125,11 @@ class ViT(nn.Module):
         return self.core(x, positions=positions, depth=depth)
 
     def pool(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden (B, T, C) -> (B, C): the [CLS] token, or the mean over patch tokens."""
+        """hidden (B, T, C) -> (B, C): the [CLS] token, or the mean or max over patch tokens."""
         if self.cfg.pooling == "cls":
             return hidden[:, 0]
+        if self.cfg.pooling == "max":
+            return hidden[:, int(self.cfg.cls_token) :].amax(dim=1)
         return hidden[:, int(self.cfg.cls_token) :].mean(dim=1)
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:

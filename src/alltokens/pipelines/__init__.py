@@ -24,4 +24,12 @@ def pipeline_for(cfg: Any, model: nn.Module, directory: Path) -> Any:
         from alltokens.pipelines.embedding import SentenceEncoder
 
         return SentenceEncoder(model, tokenizer)
+    if cfg.kind == "clip":
+        from alltokens.pipelines.clip import CLIPModel
+
+        return CLIPModel(model, tokenizer)
+    if cfg.kind == "vlm":
+        from alltokens.pipelines.vlm import VisionLanguageModel
+
+        return VisionLanguageModel(model, tokenizer)
     raise ValueError(f"no capability object for model kind {cfg.kind!r}")

@@ -114,7 +114,7 @@ class TextModel:
         rows = [TextStream(self.tokenizer, p, stop) for p in ids]
         eos = self.tokenizer.eos_id if self.tokenizer.eos_id is not None else self.cfg.eos_token_id
         steps = generate_ids(self.model, ids, settings, max_new_tokens, eos_id=eos)
-        return _text_pieces(steps, rows, eos)
+        return text_pieces(steps, rows, eos)
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         """Unit-length text embeddings (N, C): final hidden states averaged over each text's tokens."""
@@ -130,7 +130,7 @@ class TextModel:
         return F.normalize(mean, dim=-1)
 
 
-def _text_pieces(
+def text_pieces(
     steps: Generator[torch.Tensor, None, None], rows: list[TextStream], eos: int | None
 ) -> Iterator[tuple[int, str]]:
     """Feed each step's ids (B,) to the rows' text streams; yield (row, non-empty piece)."""

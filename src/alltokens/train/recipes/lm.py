@@ -13,28 +13,24 @@ non-empty directory; `resume=True` continues one only if its recipe, tokenizer a
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from alltokens.data.text import WindowBatches, split_tokens, tokenize_files
-from alltokens.io.checkpoint import CheckpointError, read_json, write_json
+from alltokens.io.checkpoint import write_json
 from alltokens.models.lm import LM, LMConfig
 from alltokens.nn.config import Config, ConfigError
 from alltokens.tokenizers import Tokenizer, load_tokenizer
 from alltokens.train import distributed as dist
 from alltokens.train.config import TrainConfig
 from alltokens.train.objectives import next_token
-from alltokens.train.state import find_checkpoint
+from alltokens.train.recipes import common
+from alltokens.train.recipes.common import TRAIN_FILE, check_out_dir, check_resume, run_directory, sha256
 from alltokens.train.trainer import Trainer
-
-TRAIN_FILE = "train.json"
 
 
 @dataclass
@@ -54,28 +50,12 @@ class LMRecipe(Config):
 
 
 def preset_names() -> list[str]:
-    files = resources.files("alltokens").joinpath("configs").iterdir()
-    return sorted(f.name[3:-5] for f in files if f.name.startswith("lm-") and f.name.endswith(".json"))
+    return common.preset_names("lm")
 
 
 def load_preset(preset: str | Path) -> LMRecipe:
     """A packaged preset by name ('tiny' reads `configs/lm-tiny.json`) or a preset JSON file's path."""
-    if str(preset).endswith(".json"):
-        path = Path(preset)
-        if not path.is_file():
-            raise FileNotFoundError(f"preset file not found: {path}")
-        text = path.read_text()
-    else:
-        entry = resources.files("alltokens").joinpath("configs", f"lm-{preset}.json")
-        if not entry.is_file():
-            raise ValueError(
-                f"unknown preset {preset!r}; known: {', '.join(preset_names())} (or a .json path)"
-            )
-        text = entry.read_text()
-    try:
-        return LMRecipe.from_dict(json.loads(text))
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"preset {preset}: invalid JSON: {e}") from None
+    return common.load_preset(preset, "lm", LMRecipe)
 
 
 def resolve_recipe(
@@ -111,10 +91,6 @@ def resolve_recipe(
     return dataclasses.replace(recipe, model=model, train=train, block_size=block)
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def run_record(
     recipe: LMRecipe, preset: str | Path, tokenizer: Tokenizer, data: Sequence[str | Path]
 ) -> dict:
@@ -122,41 +98,10 @@ def run_record(
     return {
         "preset": str(preset),
         "recipe": recipe.to_dict(),
-        "tokenizer_sha256": _sha256(tokenizer.hf.to_str().encode()),
-        "data_sha256": [_sha256(Path(p).read_bytes()) for p in data],
+        "tokenizer_sha256": common.tokenizer_sha256(tokenizer),
+        "data_sha256": [sha256(Path(p).read_bytes()) for p in data],
         "data_files": [str(p) for p in data],
     }
-
-
-NOT_COMPARED = {"preset", "data_files"}  # names may be spelled differently; the content is what counts
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def check_resume(out: Path, record: dict[str, Any]) -> None:
-    """Refuse to resume a run whose recipe, tokenizer or data differ, naming each differing field."""
-    if find_checkpoint(out) is None:
-        raise CheckpointError(
-            f"nothing to resume in {out}: no trainer_state/ checkpoint (the run may have stopped before "
-            "its first save); start a new run in an empty directory"
-        )
-    saved = {k: v for k, v in _flatten(read_json(out / TRAIN_FILE)).items() if k not in NOT_COMPARED}
-    new = {k: v for k, v in _flatten(record).items() if k not in NOT_COMPARED}
-    diffs = [
-        f"{k}: saved {saved.get(k, '(absent)')!r}, requested {new.get(k, '(absent)')!r}"
-        for k in sorted(set(saved) | set(new))
-        if saved.get(k) != new.get(k)
-    ]
-    if diffs:
-        raise ConfigError(f"cannot resume {out}: it was trained differently: " + "; ".join(diffs))
 
 
 def train_lm(
@@ -179,32 +124,20 @@ def train_lm(
     training stream and only rank 0 writes.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a directory")
-    if not resume and out.exists() and any(out.iterdir()):
-        raise ValueError(
-            f"{out} is not empty; pass --resume to continue the run there, or choose a new --out "
-            "(a run directory is never overwritten)"
-        )
+    check_out_dir(out, resume)
     tok = load_tokenizer(tokenizer)
     recipe = resolve_recipe(preset, tok, steps, batch_size, block_size, lr, seed, bf16)
     record = run_record(recipe, preset, tok, data)
     if resume:
         check_resume(out, record)
 
-    started_group = dist.init_distributed()
-    try:
-        dist.barrier()  # every rank has checked the directory before rank 0 writes into it
-        if dist.is_main() and not resume:
-            out.mkdir(parents=True, exist_ok=True)
-            write_json(out / "config.json", recipe.model.to_dict())
-            tok.save(out)
-            write_json(out / TRAIN_FILE, record)
-        dist.barrier()
+    def write(out: Path) -> None:
+        write_json(out / "config.json", recipe.model.to_dict())
+        tok.save(out)
+        write_json(out / TRAIN_FILE, record)
+
+    with run_directory(out, resume, write):
         run(recipe, tok, data, out, resume, progress)
-    finally:
-        if started_group:
-            torch.distributed.destroy_process_group()
     return out
 
 

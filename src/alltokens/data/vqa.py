@@ -1,0 +1,221 @@
+"""Conversations with images as token ids, and the shapes batches that train a VLM on them.
+
+The prompt format, built only here (training, `pipelines.vlm` and the tests all call `ChatFormat`):
+
+    <|user|><|image_start|><|image|> x K<|image_end|>what colour is the circle?<|end|><|assistant|>red<|end|>
+
+Each turn is a role token, its content and `<|end|>`; a prompt for generation ends with `<|assistant|>`
+and the model writes the answer and its own `<|end|>`, which is where decoding stops. An image is a
+block of K placeholders between `<|image_start|>` and `<|image_end|>` (the markers tell the LM where an
+image begins and ends, which matters once several images or tiles share a prompt). K is given per image,
+so tiled images (more tokens) need no change here. In a message's text each `<|image|>` marker stands
+for one of its images; a message with images and no markers gets them all before its text (LLaVA's
+order). No bos: the first token is always a role token, never a placeholder, so a left-padded batch
+(the engine repeats the first token as padding) never gains placeholders.
+
+Training targets are the assistant's tokens and the `<|end|>` closing them: the loss mask of
+`train.objectives.next_token` (answer-only loss).
+
+Batches (`VQABatches`): item i of a shapes stream, rendered at the vision tower's size, becomes one
+conversation about that image: the caption (the canonical one, `shapes.caption(scene)`, answering
+`CAPTION_PROMPT`), or `turns` questions of different kinds drawn among those the scene has (relations
+need two objects), phrased at random, with the caption request inserted at a random turn in a
+`caption_fraction` of them. Several turns per image are LLaVA's multi-turn instruction data, and here
+also what makes training fast: the image's tokens are paid for once and every answer is a target that
+needs them. Every choice for item i comes from an rng seeded with (seed, i), so batch n is a pure
+function of n: `seek` resumes exactly.
+
+Shape notation: B batch, T tokens, h, w pixels.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+
+from alltokens.data.shapes import QA, caption, questions, scene_stream
+from alltokens.models.vit import ViTConfig
+from alltokens.tokenizers.image import to_pixels
+
+IMAGE, IMAGE_START, IMAGE_END = "<|image|>", "<|image_start|>", "<|image_end|>"
+USER, ASSISTANT, END = "<|user|>", "<|assistant|>", "<|end|>"
+ROLES = {"user": USER, "assistant": ASSISTANT}
+CAPTION_PROMPT = "describe the picture."
+TASKS = ("caption", "qa")
+
+
+class ChatFormat:
+    """Messages with images -> prompt ids (and training targets) in the format of the module docstring."""
+
+    def __init__(self, tokenizer: Any):
+        names = (IMAGE, IMAGE_START, IMAGE_END, USER, ASSISTANT, END)
+        missing = [t for t in names if tokenizer.token_to_id(t) is None]
+        if missing:
+            raise ValueError(f"the tokenizer lacks the special token(s) {missing} that VLM prompts need")
+        self.tokenizer = tokenizer
+        self.id = {t: tokenizer.token_to_id(t) for t in names}
+        self.image_id, self.end_id = self.id[IMAGE], self.id[END]
+
+    def content(self, text: str, image_tokens: Sequence[int]) -> list[int]:
+        """A message's text with one placeholder block per image (image_tokens[i] placeholders)."""
+        parts = text.split(IMAGE)
+        if len(parts) == 1:
+            parts = [""] * len(image_tokens) + parts
+        elif len(parts) - 1 != len(image_tokens):
+            raise ValueError(
+                f"the text has {len(parts) - 1} {IMAGE} marker(s) but {len(image_tokens)} image(s) were given"
+            )
+        ids = self.tokenizer.encode(parts[0])
+        for k, part in zip(image_tokens, parts[1:]):
+            ids += [self.id[IMAGE_START], *[self.image_id] * k, self.id[IMAGE_END]]
+            ids += self.tokenizer.encode(part)
+        return ids
+
+    def encode(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        image_tokens: Sequence[int],
+        generation_prompt: bool = True,
+    ) -> tuple[list[int], list[bool]]:
+        """Messages {"role": "user"|"assistant", "content": str, "images": [...] (optional)} -> (ids,
+        targets): targets are True on the assistant's tokens and their `<|end|>`. `image_tokens` holds
+        each image's token count, in order over all messages. With `generation_prompt`, a conversation
+        ending in a user turn gets `<|assistant|>` appended."""
+        if not messages:
+            raise ValueError("a conversation needs at least one message")
+        n_images = sum(len(m.get("images") or ()) for m in messages)
+        if n_images != len(image_tokens):
+            raise ValueError(
+                f"the messages hold {n_images} image(s) but {len(image_tokens)} token counts were given"
+            )
+        ids: list[int] = []
+        targets: list[bool] = []
+        start = 0
+        for i, m in enumerate(messages):
+            role = m.get("role")
+            if role not in ROLES:
+                raise ValueError(f"message {i} has role {role!r}; expected 'user' or 'assistant'")
+            if not isinstance(m.get("content"), str):
+                raise ValueError(f"message {i} needs a 'content' string")
+            count = len(m.get("images") or ())
+            body = self.content(m["content"], image_tokens[start : start + count]) + [self.end_id]
+            start += count
+            ids += [self.id[ROLES[role]], *body]
+            targets += [False] + [role == "assistant"] * len(body)
+        if generation_prompt and messages[-1]["role"] == "user":
+            ids.append(self.id[ASSISTANT])
+            targets.append(False)
+        return ids, targets
+
+    def example(self, turns: Sequence[tuple[str, str]], image_tokens: int) -> tuple[list[int], list[bool]]:
+        """One training conversation about one image: the image opens the first user turn, then each
+        (question, answer) pair is a user turn and the assistant's reply."""
+        messages: list[dict[str, Any]] = []
+        for i, (question, answer) in enumerate(turns):
+            messages.append({"role": "user", "content": question, "images": [None] if i == 0 else []})
+            messages.append({"role": "assistant", "content": answer})
+        return self.encode(messages, [image_tokens])
+
+
+def image_pixels(images: Sequence[Image.Image], vision: ViTConfig) -> torch.Tensor:
+    """RGB images -> (N, 3, h, w) pixels the way `vision` was trained: padded to a square of its size
+    (aspect kept, LLaVA's expand-to-square) and normalised with its mean and std."""
+    return to_pixels(images, vision.image_size, "pad", vision.image_mean, vision.image_std)
+
+
+class VQABatches:
+    """Endless batches {"pixels" (B, 3, h, w), "ids" (B, T+1), "loss_mask" (B, T+1)} of shapes scenes.
+
+    `task="caption"` makes caption conversations (stage 1); `"qa"` makes `turns` question-answer turns
+    per image, with the caption asked too in a `caption_fraction` of them so that captioning survives
+    stage 2 (see the module docstring). Rows are
+    right-padded (causal attention never looks ahead, so padding needs no mask) and padding is no target.
+    An example longer than `context` (the model's, when given) is an error, not silently cut.
+    """
+
+    def __init__(
+        self,
+        chat: ChatFormat,
+        vision: ViTConfig,
+        image_tokens: int,
+        batch_size: int,
+        seed: int,
+        task: str = "qa",
+        turns: int = 1,
+        caption_fraction: float = 0.0,
+        split: str = "train",
+        rank: int = 0,
+        world_size: int = 1,
+        context: int | None = None,
+    ):
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        if turns < 1:
+            raise ValueError(f"turns must be >= 1, got {turns}")
+        if not 0 <= caption_fraction <= 1:
+            raise ValueError(f"caption_fraction must be in [0, 1], got {caption_fraction}")
+        self.chat, self.vision, self.image_tokens = chat, vision, image_tokens
+        self.batch_size, self.seed, self.task, self.caption_fraction = (
+            batch_size,
+            seed,
+            task,
+            caption_fraction,
+        )
+        self.scenes = scene_stream(seed, split, vision.image_size)
+        self.pad_id = chat.tokenizer.pad_id if chat.tokenizer.pad_id is not None else chat.end_id
+        self.rank, self.world_size, self.context = rank, world_size, context
+        self.turns = turns
+        self.position = 0
+
+    def item(self, index: int) -> tuple[Image.Image, list[tuple[str, str]]]:
+        """(image, [(question, answer), ...]) of stream item `index`."""
+        image, scene = self.scenes[index]
+        rng = random.Random(f"vqa:{self.seed}:{index}")
+        if self.task == "caption":
+            return image, [(CAPTION_PROMPT, caption(scene))]
+        qas = questions(scene, rng)
+        kinds = sorted({qa.kind for qa in qas})
+        rng.shuffle(kinds)
+        turns = [
+            (qa.question, qa.answer) for qa in (self._pick(qas, kind, rng) for kind in kinds[: self.turns])
+        ]
+        if rng.random() < self.caption_fraction:
+            turns.insert(rng.randrange(len(turns) + 1), (CAPTION_PROMPT, caption(scene)))
+        return image, turns
+
+    @staticmethod
+    def _pick(qas: list[QA], kind: str, rng: random.Random) -> QA:
+        return rng.choice([qa for qa in qas if qa.kind == kind])
+
+    def batch(self, n: int) -> dict[str, torch.Tensor]:
+        """Batch `n` of this rank: under torchrun rank r takes every world_size-th batch of the stream."""
+        first = (n * self.world_size + self.rank) * self.batch_size
+        items = [self.item(first + j) for j in range(self.batch_size)]
+        rows = [self.chat.example(turns, self.image_tokens) for _, turns in items]
+        T = max(len(ids) for ids, _ in rows)
+        if self.context is not None and self.context < T - 1:
+            raise ValueError(
+                f"a training example of {T - 1} input tokens exceeds the language model's context of "
+                f"{self.context} tokens; use a model with a longer context"
+            )
+        ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)  # (B, T+1)
+        loss_mask = torch.zeros((len(rows), T), dtype=torch.bool)  # (B, T+1)
+        for b, (row, targets) in enumerate(rows):
+            ids[b, : len(row)] = torch.tensor(row)
+            loss_mask[b, : len(row)] = torch.tensor(targets)
+        pixels = image_pixels([image for image, _ in items], self.vision)  # (B, 3, h, w)
+        return {"pixels": pixels, "ids": ids, "loss_mask": loss_mask}
+
+    def seek(self, n: int) -> None:
+        """Make the next iteration start at batch `n` (exact resume)."""
+        self.position = n
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        n = self.position
+        while True:
+            yield self.batch(n)
+            n += 1

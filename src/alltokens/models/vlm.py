@@ -1,0 +1,186 @@
+"""A LLaVA-style vision-language model (Liu et al. 2023): ViT -> MLP projector -> the LM's token stream.
+
+An image becomes K vectors of the LM's width: the vision tower's hidden states at an inner layer
+(`feature_layer`, LLaVA's second-to-last), patch tokens only (`drop_cls`), optionally averaged over
+`pool` x `pool` blocks of neighbouring patches, then a 2-layer MLP with GELU (LLaVA-1.5's projector).
+Those vectors replace, in order, the `<|image|>` placeholder tokens of the prompt (`image_token_id`),
+and the LM runs on the spliced embeddings. Everything after the projector is the plain `LM`.
+
+Why the features are passed around flat, (M, C) for all images of a batch: the number of tokens an
+image turns into is decided by whoever builds the prompt, which writes that many placeholders. Today
+one image is one encoder input of K tokens; with AnyRes tiling it becomes several tiles plus an
+overview, each encoded by `image_tokens` and concatenated, with nothing here changing.
+
+Generation goes through the shared engine (`generate.engine.generate_ids`): `with_images` binds one
+request's features to the model, the prefill (empty cache) splices them in, and every later step is a
+plain LM step on the cache. There is no second decoding loop.
+
+Shape notation: N encoder images, K tokens per image, M image tokens in a batch, B batch, T tokens,
+C width (Cv the vision tower's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from alltokens.models.lm import LM, LMConfig
+from alltokens.models.vit import ViT, ViTConfig
+from alltokens.nn import Config, ConfigError, KVCache
+from alltokens.tokenizers.patches import pool_patches
+
+
+@dataclass
+class VLMConfig(Config):
+    kind: Literal["vlm"] = "vlm"
+    vision: ViTConfig = field(default_factory=ViTConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
+    image_token_id: int = 0  # the `<|image|>` placeholder id in the LM's vocabulary
+    feature_layer: int = -2  # which block's output the features are: -1 the last, -2 LLaVA's choice
+    drop_cls: bool = True  # patch tokens only (LLaVA); False keeps [CLS] as the first image token
+    pool: int = 1  # average each pool x pool block of patch tokens (2: 4x fewer tokens); 1 = off
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.image_token_id < self.lm.vocab_size:
+            raise ConfigError(
+                f"image_token_id {self.image_token_id} is outside the LM's vocabulary (0..{self.lm.vocab_size - 1})"
+            )
+        L = self.vision.num_hidden_layers
+        if not -L <= self.feature_layer <= -1:
+            raise ConfigError(
+                f"feature_layer must be in -{L}..-1 for a {L}-layer vision tower, got {self.feature_layer}"
+            )
+        if self.pool < 1:
+            raise ConfigError(f"pool must be >= 1 (1 = no pooling), got {self.pool}")
+
+    @property
+    def feature_depth(self) -> int:
+        """Blocks to run: -1 is all L, -2 is L - 1."""
+        return self.vision.num_hidden_layers + 1 + self.feature_layer
+
+    @property
+    def image_tokens(self) -> int:
+        """K: tokens one encoder image becomes (after dropping [CLS] and pooling)."""
+        return image_token_count(self.vision, self.drop_cls, self.pool)
+
+
+def image_token_count(vision: ViTConfig, drop_cls: bool = True, pool: int = 1) -> int:
+    """Tokens one `vision` input becomes: its patches, pooled in pool x pool blocks (an odd grid
+    rounds up), plus [CLS] when kept."""
+    side = -(-vision.grid // pool)
+    return side * side + int(vision.cls_token and not drop_cls)
+
+
+class Projector(nn.Module):
+    """Vision width -> LM width: Linear, GELU, Linear (LLaVA-1.5; HF's `linear_1`/`linear_2` names)."""
+
+    def __init__(self, vision_size: int, lm_size: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(vision_size, lm_size)
+        self.act = nn.GELU()
+        self.linear_2 = nn.Linear(lm_size, lm_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(x)))
+
+
+class VLM(nn.Module):
+    def __init__(self, cfg: VLMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.vision = ViT(cfg.vision)
+        self.projector = Projector(cfg.vision.hidden_size, cfg.lm.hidden_size)
+        self.lm = LM(cfg.lm)
+
+    def image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels (N, 3, h, w) normalised as the tower expects -> image tokens (N, K, C)."""
+        cfg = self.cfg
+        x = self.vision(pixels, depth=cfg.feature_depth)  # (N, T, Cv)
+        cls, x = (x[:, :1], x[:, 1:]) if cfg.vision.cls_token else (x[:, :0], x)  # (N, 0|1, Cv), (N, P, Cv)
+        if cfg.pool > 1:
+            x, _, _ = pool_patches(x, cfg.vision.grid, cfg.vision.grid, cfg.pool)  # (N, P', Cv)
+        if not cfg.drop_cls:
+            x = torch.cat([cls, x], dim=1)  # (N, K, Cv)
+        return self.projector(x)  # (N, K, C)
+
+    def splice(self, ids: torch.Tensor, image_embeds: torch.Tensor) -> torch.Tensor:
+        """Token embeddings of ids (B, T) with the placeholders replaced, in row-major order, by
+        image_embeds (M, C) -> (B, T, C). M must equal the number of placeholders."""
+        slots = ids == self.cfg.image_token_id  # (B, T)
+        n = int(slots.sum())
+        if n != image_embeds.shape[0]:
+            raise ValueError(
+                f"the prompt has {n} image placeholder token(s) but {image_embeds.shape[0]} image "
+                f"token(s) were given ({self.cfg.image_tokens} per image)"
+            )
+        embeds = self.lm.embed.tokens(ids)  # (B, T, C)
+        return embeds.masked_scatter(slots[..., None], image_embeds.to(embeds.dtype))
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        image_embeds: torch.Tensor | None = None,
+        pixels: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Logits (B, T, V) of ids (B, T) with images spliced in: either their tokens image_embeds
+        (M, C) or pixels (N, 3, h, w), one image per `image_tokens` placeholders. No images: none may
+        be in the prompt."""
+        if image_embeds is None and pixels is not None:
+            image_embeds = self.image_tokens(pixels).flatten(0, 1)  # (N*K, C)
+        if image_embeds is None:
+            image_embeds = self.lm.embed.tokens.weight.new_zeros(0, self.cfg.lm.hidden_size)  # (0, C)
+        embeds = self.splice(ids, image_embeds)  # (B, T, C)
+        return self.lm(positions=positions, mask=mask, cache=cache, embeds=embeds, last_only=last_only)
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        return self.lm.new_cache(batch_size, max_len)
+
+    def with_images(self, image_embeds: torch.Tensor) -> WithImages:
+        """This model bound to one request's image tokens (M, C), for `generate_ids`."""
+        return WithImages(self, image_embeds)
+
+    @torch.no_grad()
+    def init_weights(self, std: float = 0.02) -> None:
+        """Each part's own init; the projector PyTorch's default (its input is not unit-scale)."""
+        self.vision.init_weights(std)
+        self.lm.init_weights(std)
+        for linear in (self.projector.linear_1, self.projector.linear_2):
+            linear.reset_parameters()
+
+
+class WithImages(nn.Module):
+    """A VLM as the generation engine drives it for one request with images.
+
+    The engine calls `model(ids, positions=, mask=, cache=, last_only=True)`: first once on the whole
+    prompt with an empty cache (here the image tokens are spliced in), then once per new token (here a
+    plain LM step, so decoding costs exactly what the LM's does). The image tokens are computed once,
+    before, by the caller. `cfg` is the LM's, whose context bounds prompt plus new tokens.
+    """
+
+    def __init__(self, vlm: VLM, image_embeds: torch.Tensor):
+        super().__init__()
+        self.vlm = vlm
+        self.image_embeds = image_embeds  # (M, C)
+        self.cfg = vlm.cfg.lm
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        if cache is None or cache.length == 0:
+            return self.vlm(ids, self.image_embeds, None, positions, mask, cache, last_only)
+        return self.vlm.lm(ids, positions, mask, cache, last_only=last_only)
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        return self.vlm.new_cache(batch_size, max_len)

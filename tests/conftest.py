@@ -1,0 +1,26 @@
+"""Session fixtures shared across test folders: trained models that several tests read but none writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def shapes_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CLIP trained on the shapes world with the packaged 'tiny' preset: the run directory.
+
+    Trained once per session on one thread (the machine's cores are shared, and oversubscribed OpenMP
+    threads spin). Its captions name the colour, shape, size and place of every object, so its image
+    tower's patch features carry all four; the VLM tests use it as their vision tower. Read-only.
+    """
+    from alltokens.train.recipes.clip import train_clip
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_clip("shapes", tmp_path_factory.mktemp("shapes-clip") / "run", preset="tiny", seed=0)
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,143 @@
+"""The one VLM prompt format and the shapes VQA batches built with it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from alltokens.data.shapes import caption, scene_stream
+from alltokens.data.vqa import CAPTION_PROMPT, ChatFormat, VQABatches
+from alltokens.models.vit import ViTConfig
+from alltokens.tokenizers import byte_tokenizer
+
+K = 4
+
+
+@pytest.fixture(scope="module")
+def chat() -> ChatFormat:
+    return ChatFormat(byte_tokenizer())
+
+
+def special(chat: ChatFormat, name: str) -> int:
+    return chat.tokenizer.token_to_id(f"<|{name}|>")
+
+
+def test_example_layout_and_answer_only_targets(chat):
+    tok = chat.tokenizer
+    ids, targets = chat.example([("what colour is the circle?", "red")], K)
+    image_block = [special(chat, "image_start"), *[special(chat, "image")] * K, special(chat, "image_end")]
+    question, answer = tok.encode("what colour is the circle?"), tok.encode("red")
+    end = special(chat, "end")
+    expected = [special(chat, "user"), *image_block, *question, end, special(chat, "assistant"), *answer, end]
+    assert ids == expected
+    assert [i for i, t in zip(ids, targets) if t] == [*answer, end]
+    assert tok.decode([i for i, t in zip(ids, targets) if t]) == "red<|end|>"
+
+
+def test_markers_place_images_and_must_match_the_images(chat):
+    ids, _ = chat.encode([{"role": "user", "content": "left <|image|> right", "images": ["a"]}], [2])
+    text = chat.tokenizer.decode(ids)
+    assert text == "<|user|>left <|image_start|><|image|><|image|><|image_end|> right<|end|><|assistant|>"
+    first, _ = chat.encode([{"role": "user", "content": "hi", "images": ["a", "b"]}], [1, 2])
+    assert chat.tokenizer.decode(first).startswith(
+        "<|user|><|image_start|><|image|><|image_end|><|image_start|><|image|><|image|><|image_end|>hi"
+    )
+    with pytest.raises(ValueError, match="2 <\\|image\\|> marker.*1 image"):
+        chat.encode([{"role": "user", "content": "<|image|> and <|image|>", "images": ["a"]}], [K])
+    with pytest.raises(ValueError, match="1 image.*0 token counts"):
+        chat.encode([{"role": "user", "content": "x", "images": ["a"]}], [])
+
+
+def test_multi_turn_targets_every_assistant_turn(chat):
+    messages = [
+        {"role": "user", "content": "what colour?", "images": ["a"]},
+        {"role": "assistant", "content": "red"},
+        {"role": "user", "content": "and the shape?"},
+    ]
+    ids, targets = chat.encode(messages, [K])
+    assert ids[-1] == special(chat, "assistant") and not targets[-1]
+    assert chat.tokenizer.decode([i for i, t in zip(ids, targets) if t]) == "red<|end|>"
+    full, full_targets = chat.encode([*messages, {"role": "assistant", "content": "circle"}], [K])
+    assert chat.tokenizer.decode([i for i, t in zip(full, full_targets) if t]) == "red<|end|>circle<|end|>"
+
+
+def test_bad_conversations_and_tokenizers_are_refused(chat):
+    with pytest.raises(ValueError, match="role 'system'"):
+        chat.encode([{"role": "system", "content": "x"}], [])
+    with pytest.raises(ValueError, match="content"):
+        chat.encode([{"role": "user"}], [])
+    with pytest.raises(ValueError, match="at least one message"):
+        chat.encode([], [])
+
+    class NoSpecials:
+        def token_to_id(self, token):
+            return None
+
+    with pytest.raises(ValueError, match="lacks the special token"):
+        ChatFormat(NoSpecials())
+
+
+def vision() -> ViTConfig:
+    return ViTConfig(image_size=24, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
+
+
+def test_batches_are_deterministic_seekable_and_mask_only_answers(chat):
+    data = VQABatches(chat, vision(), image_tokens=9, batch_size=4, seed=3, turns=3, caption_fraction=0.5)
+    b = data.batch(2)
+    assert b["pixels"].shape == (4, 3, 24, 24) and b["ids"].shape == b["loss_mask"].shape
+    torch.testing.assert_close(data.batch(2)["ids"], b["ids"])
+    data.seek(2)
+    torch.testing.assert_close(next(iter(data))["pixels"], b["pixels"])
+    for row in range(4):
+        _, turns = data.item(2 * 4 + row)
+        targets = b["ids"][row][b["loss_mask"][row]]
+        assert chat.tokenizer.decode(targets) == "".join(f"{answer}<|end|>" for _, answer in turns)
+        assert (b["ids"][row] == special(chat, "image")).sum() == 9
+    other_rank = VQABatches(chat, vision(), image_tokens=9, batch_size=4, seed=3, rank=1, world_size=2)
+    torch.testing.assert_close(
+        other_rank.batch(1)["ids"], VQABatches(chat, vision(), 9, 4, 3).batch(3)["ids"]
+    )
+
+
+def kind_of(question: str) -> str:
+    """The kind of a shapes question, from its wording."""
+    starts = {"how many": "count", "where": "position", "is there": "exists", "is the": "relation"}
+    for start, kind in starts.items():
+        if question.startswith(start):
+            return kind
+    return "colour" if "colour" in question else "shape"
+
+
+def test_conversations_ask_different_kinds_and_sometimes_the_caption(chat):
+    data = VQABatches(chat, vision(), image_tokens=9, batch_size=2, seed=1, turns=3, caption_fraction=0.3)
+    scenes = scene_stream(1, "train", 24)
+    with_caption = 0
+    for i in range(60):
+        _, turns = data.item(i)
+        scene = scenes[i][1]
+        qa_turns = [t for t in turns if t[0] != CAPTION_PROMPT]
+        assert len(qa_turns) == 3
+        assert len({kind_of(q) for q, _ in qa_turns}) == 3
+        if len(turns) == 4:
+            with_caption += 1
+            assert (CAPTION_PROMPT, caption(scene)) in turns
+    assert 8 < with_caption < 30
+
+
+def test_caption_batches_answer_the_canonical_caption(chat):
+    data = VQABatches(chat, vision(), image_tokens=9, batch_size=2, seed=0, task="caption", turns=3)
+    scenes = scene_stream(0, "train", 24)
+    for i in range(3):
+        assert data.item(i)[1] == [(CAPTION_PROMPT, caption(scenes[i][1]))]
+    with pytest.raises(ValueError, match="unknown task"):
+        VQABatches(chat, vision(), 9, 2, 0, task="vqa")
+    with pytest.raises(ValueError, match="caption_fraction"):
+        VQABatches(chat, vision(), 9, 2, 0, caption_fraction=1.5)
+    with pytest.raises(ValueError, match="turns"):
+        VQABatches(chat, vision(), 9, 2, 0, turns=0)
+
+
+def test_an_example_longer_than_the_context_is_an_error(chat):
+    data = VQABatches(chat, vision(), image_tokens=9, batch_size=2, seed=0, task="caption", context=20)
+    with pytest.raises(ValueError, match=r"of \d+ input tokens exceeds the language model's context of 20"):
+        data.batch(0)

@@ -1,0 +1,129 @@
+"""The VLM composition: config, image tokens, splicing at the placeholders, and generation through the
+shared engine with image features on the prefill only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from alltokens.generate.engine import generate_ids
+from alltokens.generate.sampling import SamplingSettings
+from alltokens.io.checkpoint import save_weights, write_json
+from alltokens.io.load import load_model
+from alltokens.models import config_from_dict
+from alltokens.models.lm import LMConfig
+from alltokens.models.vit import ViTConfig
+from alltokens.models.vlm import VLM, VLMConfig
+from alltokens.nn.config import ConfigError
+
+IMAGE = 60  # the placeholder id of these tests' 64-id vocabulary
+
+
+def tiny_config(**overrides) -> VLMConfig:
+    vision = ViTConfig(
+        image_size=16, patch_size=4, hidden_size=24, num_hidden_layers=3, num_attention_heads=2
+    )
+    lm = LMConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=96
+    )
+    return VLMConfig(**{"vision": vision, "lm": lm, "image_token_id": IMAGE, **overrides})
+
+
+@pytest.fixture
+def vlm() -> VLM:
+    torch.manual_seed(0)
+    model = VLM(tiny_config())
+    model.init_weights()
+    return model.eval()
+
+
+def test_config_round_trip_and_errors(tmp_path, vlm):
+    cfg = vlm.cfg
+    assert config_from_dict(cfg.to_dict()) == cfg
+    write_json(tmp_path / "config.json", cfg.to_dict())
+    save_weights(tmp_path, vlm.state_dict())
+    loaded_cfg, loaded = load_model(tmp_path)
+    assert loaded_cfg == cfg
+    ids = torch.tensor([[1, IMAGE, 2]])
+    image_embeds = torch.randn(1, cfg.lm.hidden_size)
+    torch.testing.assert_close(loaded(ids, image_embeds), vlm(ids, image_embeds))
+    with pytest.raises(ConfigError, match="image_token_id 64"):
+        tiny_config(image_token_id=64)
+    with pytest.raises(ConfigError, match="feature_layer"):
+        tiny_config(feature_layer=-4)
+    with pytest.raises(ConfigError, match="pool"):
+        tiny_config(pool=0)
+
+
+def test_image_tokens_read_the_chosen_layer_without_cls(vlm):
+    pixels = torch.randn(2, 3, 16, 16)
+    tokens = vlm.image_tokens(pixels)
+    assert vlm.cfg.image_tokens == 16 and tokens.shape == (2, 16, 32)
+    inner = vlm.vision(pixels, depth=2)[:, 1:]  # block 2 of 3 is the second-to-last; [CLS] dropped
+    torch.testing.assert_close(tokens, vlm.projector(inner))
+    last = VLM(tiny_config(feature_layer=-1, drop_cls=False))
+    last.load_state_dict(vlm.state_dict())
+    assert last.cfg.image_tokens == 17
+    torch.testing.assert_close(last.image_tokens(pixels), vlm.projector(vlm.vision(pixels, depth=3)))
+
+
+def test_pooling_averages_2x2_patch_blocks(vlm):
+    pooled = VLM(tiny_config(pool=2))
+    pooled.load_state_dict(vlm.state_dict())
+    pixels = torch.randn(1, 3, 16, 16)
+    assert pooled.cfg.image_tokens == 4
+    grid = vlm.vision(pixels, depth=2)[:, 1:].reshape(1, 2, 2, 2, 2, 24)  # (N, r, dr, c, dc, Cv)
+    block_means = grid.mean(dim=(2, 4)).reshape(1, 4, 24)  # rows then cols
+    torch.testing.assert_close(pooled.image_tokens(pixels), vlm.projector(block_means))
+
+
+def test_splice_puts_features_exactly_at_the_placeholders_in_order(vlm):
+    ids = torch.tensor([[5, IMAGE, IMAGE, 7], [IMAGE, 3, 4, IMAGE]])
+    image_embeds = torch.randn(4, 32)
+    x = vlm.splice(ids, image_embeds)  # (2, 4, 32)
+    torch.testing.assert_close(x[0, 1], image_embeds[0])
+    torch.testing.assert_close(x[0, 2], image_embeds[1])
+    torch.testing.assert_close(x[1, 0], image_embeds[2])
+    torch.testing.assert_close(x[1, 3], image_embeds[3])
+    text = ids != IMAGE
+    torch.testing.assert_close(x[text], vlm.lm.embed.tokens(ids)[text])
+
+
+def test_forward_with_pixels_equals_forward_with_their_tokens(vlm):
+    pixels = torch.randn(2, 3, 16, 16)
+    ids = torch.tensor([[1] + [IMAGE] * 16 + [2], [3] + [IMAGE] * 16 + [4]])
+    expected = vlm(ids, vlm.image_tokens(pixels).flatten(0, 1))
+    torch.testing.assert_close(vlm(ids, pixels=pixels), expected)
+    plain = vlm.lm(embeds=vlm.splice(ids, vlm.image_tokens(pixels).flatten(0, 1)))
+    torch.testing.assert_close(expected, plain)
+
+
+def test_count_mismatch_names_both_counts(vlm):
+    ids = torch.tensor([[1, IMAGE, IMAGE, 2]])
+    with pytest.raises(ValueError, match="2 image placeholder token.*3 image token"):
+        vlm(ids, torch.randn(3, 32))
+    with pytest.raises(ValueError, match="2 image placeholder token.*0 image token"):
+        vlm(ids)
+
+
+def test_greedy_generation_through_the_engine_equals_argmax_of_full_forwards(vlm):
+    """Core-issue check: the KV-cached engine with image features spliced on the prefill decodes exactly
+    what re-running the whole sequence (images spliced every time) picks, for a left-padded batch."""
+    torch.manual_seed(1)
+    prompts = [[1, 2, *[IMAGE] * 16, 3], [4, *[IMAGE] * 16, 5, 6, 7, 8]]
+    image_embeds = torch.randn(32, 32)  # one image per row, in row order
+    steps = generate_ids(vlm.with_images(image_embeds), prompts, SamplingSettings(temperature=0), 12)
+    got = torch.stack(list(steps), dim=1)  # (2, 12)
+    for row, prompt in enumerate(prompts):
+        ids = list(prompt)
+        feats = image_embeds[16 * row : 16 * (row + 1)]
+        with torch.no_grad():
+            for _ in range(12):
+                ids.append(int(vlm(torch.tensor([ids]), feats)[0, -1].argmax()))
+        assert got[row].tolist() == ids[len(prompt) :]
+
+
+def test_engine_context_check_uses_the_language_model_context(vlm):
+    prompt = [[1, *[IMAGE] * 16, 2]]
+    with pytest.raises(ValueError, match="18 tokens.*100 = 118 exceed the model's context of 96"):
+        generate_ids(vlm.with_images(torch.randn(16, 32)), prompt, SamplingSettings(temperature=0), 100)
