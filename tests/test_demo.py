@@ -10,11 +10,23 @@ def test_demo_writes_the_report(tmp_path):
     lines = []
     report = run_demo(out=tmp_path / "demo", quick=True, steps=4, log=lines.append)
     page = report.read_text()
-    for section in ["Text becomes tokens", "Training the language model", "Samples", "Sentence similarity"]:
+    sections = [
+        "Text becomes tokens",
+        "Training the language model",
+        "Samples",
+        "Sentence similarity",
+        "Images become patch tokens",
+        "CLIP: zero-shot digits",
+        "A LLaVA-style vision-language model",
+    ]
+    for section in sections:
         assert section in page
     assert 'class="tokens"' in page and "data:image/png;base64" in page
     assert any("king - man + woman = queen" in line for line in lines)
-    assert (tmp_path / "demo" / "lm" / "model.safetensors").exists()
+    assert "14x14 patches of 16px = 196 tokens" in page
+    assert 'class="right"' in page or 'class="wrong"' in page  # answers marked
+    for run in ["lm", "clip-digits", "clip-shapes", "vlm"]:
+        assert (tmp_path / "demo" / run / "model.safetensors").exists(), run
 
 
 def test_demo_refuses_a_directory_it_did_not_make(tmp_path):

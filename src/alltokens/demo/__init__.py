@@ -37,7 +37,7 @@ def run_demo(
 
     `steps` overrides every section's training steps (the tests use a handful).
     """
-    from alltokens.demo import text
+    from alltokens.demo import text, vision
     from alltokens.report import Report
 
     out = Path(out)
@@ -48,6 +48,7 @@ def run_demo(
         "Models trained from scratch on this machine, and real checkpoints, all on the CPU with no network."
     )
     text.run(report, out, quick, steps, log)
+    vision.run(report, out, quick, steps, log)
     report.text(
         f"Made by `alltokens demo{' --quick' if quick else ''}` in {time.perf_counter() - started:.0f} s.",
         muted=True,
