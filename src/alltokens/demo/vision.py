@@ -27,13 +27,13 @@ def run(report: Report, out: Path, quick: bool, steps: int | None, log: Callable
     _patches(report)
 
     log("vision 2/4: CLIP on handwritten digits (training)")
-    _digits_clip(report, out, steps or (120 if quick else 300), log)
+    _digits_clip(report, out, steps or (200 if quick else 300), log)
 
     log("vision 3/4: CLIP on the shapes world (training)")
     from alltokens.train.recipes.clip import train_clip
 
     shapes_clip = train_clip(
-        "shapes", out / "clip-shapes", steps=steps or (150 if quick else 300), progress=True
+        "shapes", out / "clip-shapes", steps=steps or (100 if quick else 300), progress=True
     )
 
     log("vision 4/4: a vision-language model on that tower (training: captions, then questions)")
@@ -52,10 +52,10 @@ def _patches(report: Report) -> None:
     w, h = photo.size
     report.heading("Images become patch tokens")
     report.text(
-        f"A {w}x{h} photograph fitted to a ViT's 224x224 input: {describe_grid(224, 224, 16)}. "
+        f"A {w}x{h} photograph, centre-cropped to a ViT's 224x224 input: {describe_grid(224, 224, 16)}. "
         "Each 16x16 patch is flattened to one 768-value vector: one token."
     )
-    report.image(draw_patch_grid(fit_image(photo, 224), 16), "the photo cut into 16px patches")
+    report.image(draw_patch_grid(fit_image(photo, 224, "crop"), 16), "the photo cut into 16px patches")
     rows = []
     for budget, pool in ((None, False), (1200, False), (400, True), (120, True)):
         layout = choose_layout(w, h, tile=224, patch=16, max_image_tokens=budget, pool=pool)
@@ -110,8 +110,10 @@ def _vlm(
     from alltokens.report import image_html, verdict_html
     from alltokens.train.recipes.vlm import train_vlm
 
-    stage1, stage2 = (steps, steps) if steps else ((60, 250) if quick else (100, 400))
-    vlm = alltokens.load(train_vlm(vision, "new", out / "vlm", stage1_steps=stage1, stage2_steps=stage2))
+    stage1, stage2 = (steps, steps) if steps else ((40, 150) if quick else (100, 400))
+    vlm = alltokens.load(
+        train_vlm(vision, "new", out / "vlm", stage1_steps=stage1, stage2_steps=stage2, progress=True)
+    )
     size = vlm.cfg.vision.image_size
 
     rng = random.Random(2024)
@@ -127,7 +129,8 @@ def _vlm(
             answer = vlm.ask(image, qa.question)
             ok = answer.strip() == qa.answer
             right, total = right + ok, total + 1
-            verdicts.append(verdict_html(f"{qa.question} → {answer}", ok))
+            truth = "" if ok else f" (truth: {qa.answer})"
+            verdicts.append(verdict_html(f"{qa.question} → {answer}{truth}", ok))
         if len(rows) < SCENES_SHOWN:
             said = vlm.caption(image)
             named_ok = set(objects_named(said)) == {(o.colour, o.shape) for o in scene.objects}
