@@ -20,6 +20,11 @@ What it took to make a small CLIP learn on a CPU budget (measured on the shapes 
 - In a random batch colour words alone tell most captions apart, so the towers learn colours and
   little else; `data.image_text` therefore follows every scene with near misses (one object moved,
   resized, recoloured or reshaped) and trains only on captions that say where things are.
+- Places are learned last, and slowly: a place is a conjunction of "an object is here" and the
+  patch's position, which neither pooled vector encodes at first. The 'tiny' preset's 600 steps give
+  59% text-to-image recall@1 on 100 held-out scenes (1200 steps with a position table initialised at
+  std 0.3: 76%); most misses are the right objects in the wrong cells. Wider towers, a larger initial
+  temperature, more "move" near misses and 8-pixel patches did not do better per second of training.
 
 The run directory is a loadable model at every checkpoint: `config.json` (kind 'clip'),
 `tokenizer.json`, `model.safetensors`, plus `train.json`, `metrics.jsonl`, `loss.png` and
