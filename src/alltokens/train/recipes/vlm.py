@@ -8,8 +8,10 @@ frozen throughout:
    with `loss_mask`); a `caption_fraction` of them also ask for the caption, so captioning survives.
 
 Stage 1 assumes a pretrained LM, as LLaVA's does; with a new one it can only tune the projector to a
-random LM, so the tiny preset keeps it short and stage 2 does the learning. How fast a new LM learns to
-look an object up by the question's words is what limits quality on a CPU budget (see the slow tests).
+random LM, so the tiny preset keeps it short and stage 2 does the learning. What limits quality on a CPU
+budget (measured, see the slow tests): the tiny CLIP's patch features carry an object's colour but its
+shape only through colour (a linear probe is at chance on held-out pairs), and a new LM learns only
+slowly to look an object up by the question's words.
 
 Parts: the vision tower is the `vision` directory's ViT, or its CLIP's image tower (our run directory
 or a Hugging Face `CLIPModel` one). The LM is an LM directory (with its tokenizer, which must have our
