@@ -43,7 +43,6 @@ from typing import Any
 import torch
 
 from alltokens.data.image_text import ImageTextBatches, image_text_sources
-from alltokens.io.checkpoint import write_json
 from alltokens.models.clip import CLIP, CLIPConfig
 from alltokens.nn.config import Config, ConfigError
 from alltokens.tokenizers import Tokenizer, byte_tokenizer, train_bpe
@@ -51,7 +50,7 @@ from alltokens.train import distributed as dist
 from alltokens.train.config import TrainConfig
 from alltokens.train.objectives import contrastive
 from alltokens.train.recipes import common
-from alltokens.train.recipes.common import TRAIN_FILE, check_out_dir, check_resume, run_directory
+from alltokens.train.recipes.common import check_out_dir, check_resume, run_directory
 from alltokens.train.trainer import Trainer
 
 
@@ -160,12 +159,7 @@ def train_clip(
     if resume:
         check_resume(out, record)
 
-    def write(out: Path) -> None:
-        write_json(out / "config.json", recipe.model.to_dict())
-        tok.save(out)
-        write_json(out / TRAIN_FILE, record)
-
-    with run_directory(out, resume, write):
+    with run_directory(out, resume, recipe.model.to_dict(), tok, record):
         vision = recipe.model.vision
         batches = dict(
             tokenizer=tok,

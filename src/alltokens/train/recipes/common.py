@@ -14,14 +14,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
-from alltokens.io.checkpoint import CheckpointError, read_json
+from alltokens.io.checkpoint import CheckpointError, read_json, write_json
 from alltokens.nn.config import Config, ConfigError
 from alltokens.tokenizers import Tokenizer
 from alltokens.train import distributed as dist
@@ -109,15 +109,20 @@ def check_resume(out: Path, record: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def run_directory(out: Path, resume: bool, write: Callable[[Path], None]) -> Iterator[None]:
-    """Start torch.distributed if launched by torchrun; on a new run rank 0 creates `out` and calls
-    `write(out)` (config, tokenizer, `train.json`) while the other ranks wait; the body then trains."""
+def run_directory(
+    out: Path, resume: bool, config: dict[str, Any], tokenizer: Tokenizer, record: dict[str, Any]
+) -> Iterator[None]:
+    """Start torch.distributed if launched by torchrun; on a new run rank 0 creates `out` and writes
+    `config.json`, the tokenizer and `train.json` (the record resume checks) while the other ranks
+    wait, so the directory is loadable from the first checkpoint on; the body then trains."""
     started_group = dist.init_distributed()
     try:
         dist.barrier()  # every rank has checked the directory before rank 0 writes into it
         if dist.is_main() and not resume:
             out.mkdir(parents=True, exist_ok=True)
-            write(out)
+            write_json(out / "config.json", config)
+            tokenizer.save(out)
+            write_json(out / TRAIN_FILE, record)
         dist.barrier()
         yield
     finally:

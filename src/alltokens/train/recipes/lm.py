@@ -21,7 +21,6 @@ from typing import Any
 import torch
 
 from alltokens.data.text import WindowBatches, split_tokens, tokenize_files
-from alltokens.io.checkpoint import write_json
 from alltokens.models.lm import LM, LMConfig
 from alltokens.nn.config import Config, ConfigError
 from alltokens.tokenizers import Tokenizer, load_tokenizer
@@ -29,7 +28,7 @@ from alltokens.train import distributed as dist
 from alltokens.train.config import TrainConfig
 from alltokens.train.objectives import next_token
 from alltokens.train.recipes import common
-from alltokens.train.recipes.common import TRAIN_FILE, check_out_dir, check_resume, run_directory, sha256
+from alltokens.train.recipes.common import check_out_dir, check_resume, run_directory, sha256
 from alltokens.train.trainer import Trainer
 
 
@@ -131,12 +130,7 @@ def train_lm(
     if resume:
         check_resume(out, record)
 
-    def write(out: Path) -> None:
-        write_json(out / "config.json", recipe.model.to_dict())
-        tok.save(out)
-        write_json(out / TRAIN_FILE, record)
-
-    with run_directory(out, resume, write):
+    with run_directory(out, resume, recipe.model.to_dict(), tok, record):
         run(recipe, tok, data, out, resume, progress)
     return out
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from alltokens.data.vqa import ChatFormat, VQABatches
-from alltokens.io.checkpoint import save_weights, write_json
+from alltokens.io.checkpoint import save_weights
 from alltokens.io.load import load_model
 from alltokens.models.lm import LM, LMConfig
 from alltokens.models.vit import ViT
@@ -49,7 +49,7 @@ from alltokens.train.config import TrainConfig
 from alltokens.train.objectives import next_token
 from alltokens.train.recipes import common
 from alltokens.train.recipes.clip import captions_tokenizer
-from alltokens.train.recipes.common import TRAIN_FILE, check_out_dir, check_resume, run_directory
+from alltokens.train.recipes.common import check_out_dir, check_resume, run_directory
 from alltokens.train.state import find_checkpoint
 from alltokens.train.trainer import Trainer
 
@@ -186,12 +186,7 @@ def train_vlm(
     if resume:
         check_resume(out, record)
 
-    def write(out: Path) -> None:
-        write_json(out / "config.json", cfg.to_dict())
-        tok.save(out)
-        write_json(out / TRAIN_FILE, record)
-
-    with run_directory(out, resume, write):
+    with run_directory(out, resume, cfg.to_dict(), tok, record):
         run(model, chat, recipe, out, resume, progress)
     return out
 
