@@ -44,7 +44,9 @@ def cmd_data_shapes(args: argparse.Namespace) -> None:
     from alltokens.data.shapes import write_shapes
 
     path = write_shapes(args.out, n=args.n, size=args.size, seed=args.seed, split=args.split)
-    print(f"wrote {args.n} {args.size}x{args.size} {args.split} shapes scenes to {args.out}/images and {path}")
+    print(
+        f"wrote {args.n} {args.size}x{args.size} {args.split} shapes scenes to {args.out}/images and {path}"
+    )
 
 
 def cmd_train_lm(args: argparse.Namespace) -> None:
@@ -86,15 +88,29 @@ def cmd_train_vlm(args: argparse.Namespace) -> None:
 
 
 def cmd_ask(args: argparse.Namespace) -> None:
-    import alltokens
-
-    print(alltokens.load(args.model).ask(args.image, args.question, max_new_tokens=args.max_new_tokens))
+    m, image = _vlm_and_image(args)
+    print(
+        m.ask(
+            image, args.question, max_new_tokens=args.max_new_tokens, max_image_tokens=args.max_image_tokens
+        )
+    )
 
 
 def cmd_caption(args: argparse.Namespace) -> None:
-    import alltokens
+    m, image = _vlm_and_image(args)
+    print(m.caption(image, max_new_tokens=args.max_new_tokens, max_image_tokens=args.max_image_tokens))
 
-    print(alltokens.load(args.model).caption(args.image, max_new_tokens=args.max_new_tokens))
+
+def _vlm_and_image(args: argparse.Namespace) -> tuple:
+    """The VLM and the loaded image of `ask`/`caption`; the image's layout goes to stderr, so stdout is
+    only the reply."""
+    import alltokens
+    from alltokens.tokenizers.image import load_image
+
+    m, image = alltokens.load(args.model), load_image(args.image)
+    (layout,) = m.layouts([image], args.max_image_tokens)
+    print(f"{args.image}: {layout.describe()}", file=sys.stderr)
+    return m, image
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -295,13 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--model", required=True, help="a VLM directory")
     a.add_argument("image")
     a.add_argument("question")
-    a.add_argument("--max-new-tokens", type=int, default=None)
     a.set_defaults(func=cmd_ask)
-    a = sub.add_parser("caption", help="describe an image")
-    a.add_argument("--model", required=True, help="a VLM directory")
-    a.add_argument("image")
-    a.add_argument("--max-new-tokens", type=int, default=None)
-    a.set_defaults(func=cmd_caption)
+    c = sub.add_parser("caption", help="describe an image")
+    c.add_argument("--model", required=True, help="a VLM directory")
+    c.add_argument("image")
+    c.set_defaults(func=cmd_caption)
+    for vlm_parser in (a, c):
+        vlm_parser.add_argument("--max-new-tokens", type=int, default=None)
+        vlm_parser.add_argument("--max-image-tokens", type=int, default=None, help="the image's token budget")
 
     g = sub.add_parser("generate", help="continue a prompt")
     g.add_argument("--model", required=True)
@@ -347,7 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("classify", help="zero-shot image classification with a CLIP")
     e.add_argument("--model", required=True, help="a CLIP directory (ours or Hugging Face's)")
     e.add_argument("image", nargs="+")
-    e.add_argument("--labels", required=True, help='comma-separated label texts: "a red circle,a blue square"')
+    e.add_argument(
+        "--labels", required=True, help='comma-separated label texts: "a red circle,a blue square"'
+    )
     e.set_defaults(func=cmd_classify)
     e = sub.add_parser("search", help="the images of FOLDER that best match a text query")
     e.add_argument("--model", required=True, help="a CLIP directory (ours or Hugging Face's)")

@@ -27,12 +27,15 @@ from alltokens.data.shapes import (
     SIZES,
     Obj,
     Scene,
+    canvas_captions,
+    canvas_questions,
     caption,
     captions,
     objects_named,
     questions,
     random_scene,
     render,
+    render_in_canvas,
     render_plain,
     scene_stream,
     write_shapes,
@@ -498,3 +501,77 @@ def test_sizes_constant():
         and ROWS == ("top", "middle", "bottom")
         and COLS == ("left", "center", "right")
     )
+
+
+# ---- small objects in large scenes ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("canvas", "aligned"), [((144, 144), True), ((192, 96), True), ((100, 70), False)])
+def test_a_large_scene_is_the_scene_at_its_size_on_its_background(canvas, aligned):
+    rng = random.Random(3)
+    corners = set()
+    for s in scenes(40, seed=31):
+        image, (x, y) = render_in_canvas(s, 48, canvas, rng, aligned)
+        assert image.size == canvas and image.mode == "RGB"
+        corners.add((x, y))
+        if aligned:
+            assert x % 48 == 0 and y % 48 == 0
+        part = image.crop((x, y, x + 48, y + 48))  # one tile: the scene at its own scale
+        found = cell_objects(part)
+        where = {(o.row, o.col): o for o in s.objects}
+        for cell, pixels in found.items():
+            if cell not in where:
+                assert len(pixels) == 0, (s, cell)
+                continue
+            assert len(pixels) >= 10 and nearest_colour(hue_degrees(pixels)) == where[cell].colour
+        pixels = np.asarray(image).astype(np.int16)  # (h, w, 3)
+        outside = np.ones(pixels.shape[:2], dtype=bool)
+        outside[y : y + 48, x : x + 48] = False
+        assert not (np.ptp(pixels, axis=-1) > 70)[outside].any(), "colour outside the scene"
+        inside = np.asarray(part).astype(np.int16).reshape(-1, 3)
+        scene_background = np.median(inside[np.ptp(inside, axis=-1) < 20], axis=0)
+        assert np.abs(np.median(pixels[outside], axis=0) - scene_background).max() <= 4  # one background
+    assert len(corners) > 3
+
+
+def test_large_scenes_are_deterministic_and_streams_place_them():
+    s = scenes(1, seed=8)[0]
+    a = render_in_canvas(s, 48, (144, 96), random.Random(5))
+    b = render_in_canvas(s, 48, (144, 96), random.Random(5))
+    assert a[1] == b[1] and a[0].tobytes() == b[0].tobytes()
+    stream = scene_stream(2, "train", 48, canvas=(144, 96))
+    image, scene = stream[6]
+    assert image.size == (144, 96) and scene == scene_stream(2, "train", 48)[6][1]
+    assert image.tobytes() == scene_stream(2, "train", 48, canvas=[144, 96])[6][0].tobytes()
+    for kwargs, message in [
+        ({"canvas": (40, 96)}, "canvas must be 48"),
+        ({"canvas": (144, 5000)}, "canvas must be 48"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            scene_stream(0, "train", 48, **kwargs)
+    with pytest.raises(ValueError, match="does not fit"):
+        render(s, 48, None, canvas=(96, 96), at=(60, 0))
+
+
+def test_large_scene_words_are_the_scenes_own_minus_places():
+    kept_kinds = Counter()
+    for i, s in enumerate(scenes(300, seed=17)):
+        every = questions(s, random.Random(i))
+        kept = canvas_questions(s, random.Random(i))
+        assert set(kept) <= set(every)
+        for qa in kept:
+            check(qa, s)  # still right: the same scene, only moved
+            assert qa.kind != "position" and not re.search(
+                r" (?:at|in) the (?:top|middle|bottom|center)", qa.question
+            )
+        for kind in ("count", "relation", "exists"):  # nothing of these names a cell: all kept
+            assert [q for q in kept if q.kind == kind] == [q for q in every if q.kind == kind]
+        dropped = [q for q in every if q not in kept and q.kind in ("colour", "shape")]
+        assert all(" at the " in q.question or " in the center" in q.question for q in dropped)
+        kept_kinds.update(q.kind for q in kept)
+        large_captions = canvas_captions(s)
+        assert large_captions and set(large_captions) <= set(captions(s))
+        for text in large_captions:
+            assert set(objects_named(text)) == {o.pair for o in s.objects}
+            assert not any(w in text.split() for w in ("top", "bottom", "left", "right", "center", "middle"))
+    assert set(kept_kinds) == set(QA_KINDS) - {"position"}

@@ -1,13 +1,17 @@
-"""The one VLM prompt format and the shapes VQA batches built with it."""
+"""The one VLM prompt format and the shapes VQA batches built with it, tiled and on large canvases."""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 import torch
 
-from alltokens.data.shapes import caption, scene_stream
-from alltokens.data.vqa import CAPTION_PROMPT, ChatFormat, VQABatches
+from alltokens.data.shapes import canvas_captions, canvas_questions, caption, scene_stream
+from alltokens.data.vqa import CAPTION_PROMPT, ChatFormat, VQABatches, tiled_pixels
+from alltokens.models.lm import LMConfig
 from alltokens.models.vit import ViTConfig
+from alltokens.models.vlm import VLMConfig
 from alltokens.tokenizers import byte_tokenizer
 
 K = 4
@@ -81,8 +85,16 @@ def vision() -> ViTConfig:
     return ViTConfig(image_size=24, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
 
 
+def config(chat: ChatFormat, **tiling) -> VLMConfig:
+    """A VLM config with the tower above (3x3 patches: 9 tokens per tile) and the byte tokenizer."""
+    lm = LMConfig(
+        vocab_size=chat.tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2
+    )
+    return VLMConfig(vision=vision(), lm=lm, image_token_id=chat.image_id, feature_layer=-1, **tiling)
+
+
 def test_batches_are_deterministic_seekable_and_mask_only_answers(chat):
-    data = VQABatches(chat, vision(), image_tokens=9, batch_size=4, seed=3, turns=3, caption_fraction=0.5)
+    data = VQABatches(chat, config(chat), batch_size=4, seed=3, turns=3, caption_fraction=0.5)
     b = data.batch(2)
     assert b["pixels"].shape == (4, 3, 24, 24) and b["ids"].shape == b["loss_mask"].shape
     torch.testing.assert_close(data.batch(2)["ids"], b["ids"])
@@ -93,9 +105,9 @@ def test_batches_are_deterministic_seekable_and_mask_only_answers(chat):
         targets = b["ids"][row][b["loss_mask"][row]]
         assert chat.tokenizer.decode(targets) == "".join(f"{answer}<|end|>" for _, answer in turns)
         assert (b["ids"][row] == special(chat, "image")).sum() == 9
-    other_rank = VQABatches(chat, vision(), image_tokens=9, batch_size=4, seed=3, rank=1, world_size=2)
+    other_rank = VQABatches(chat, config(chat), batch_size=4, seed=3, rank=1, world_size=2)
     torch.testing.assert_close(
-        other_rank.batch(1)["ids"], VQABatches(chat, vision(), 9, 4, 3).batch(3)["ids"]
+        other_rank.batch(1)["ids"], VQABatches(chat, config(chat), 4, 3).batch(3)["ids"]
     )
 
 
@@ -109,7 +121,7 @@ def kind_of(question: str) -> str:
 
 
 def test_conversations_ask_different_kinds_and_sometimes_the_caption(chat):
-    data = VQABatches(chat, vision(), image_tokens=9, batch_size=2, seed=1, turns=3, caption_fraction=0.3)
+    data = VQABatches(chat, config(chat), batch_size=2, seed=1, turns=3, caption_fraction=0.3)
     scenes = scene_stream(1, "train", 24)
     with_caption = 0
     for i in range(60):
@@ -125,19 +137,53 @@ def test_conversations_ask_different_kinds_and_sometimes_the_caption(chat):
 
 
 def test_caption_batches_answer_the_canonical_caption(chat):
-    data = VQABatches(chat, vision(), image_tokens=9, batch_size=2, seed=0, task="caption", turns=3)
+    data = VQABatches(chat, config(chat), batch_size=2, seed=0, task="caption", turns=3)
     scenes = scene_stream(0, "train", 24)
     for i in range(3):
         assert data.item(i)[1] == [(CAPTION_PROMPT, caption(scenes[i][1]))]
     with pytest.raises(ValueError, match="unknown task"):
-        VQABatches(chat, vision(), 9, 2, 0, task="vqa")
+        VQABatches(chat, config(chat), 2, 0, task="vqa")
     with pytest.raises(ValueError, match="caption_fraction"):
-        VQABatches(chat, vision(), 9, 2, 0, caption_fraction=1.5)
+        VQABatches(chat, config(chat), 2, 0, caption_fraction=1.5)
     with pytest.raises(ValueError, match="turns"):
-        VQABatches(chat, vision(), 9, 2, 0, turns=0)
+        VQABatches(chat, config(chat), 2, 0, turns=0)
 
 
 def test_an_example_longer_than_the_context_is_an_error(chat):
-    data = VQABatches(chat, vision(), image_tokens=9, batch_size=2, seed=0, task="caption", context=20)
+    data = VQABatches(chat, config(chat), batch_size=2, seed=0, task="caption", context=20)
     with pytest.raises(ValueError, match=r"of \d+ input tokens exceeds the language model's context of 20"):
         data.batch(0)
+
+
+def test_tiled_batches_hold_each_images_tiles_in_row_order(chat):
+    cfg = config(chat, max_tiles=6)  # a 72x48 canvas is 2x3 tiles of 24px + the overview: 7 x 9 tokens
+    data = VQABatches(chat, cfg, batch_size=3, seed=2, turns=2, canvas=(72, 48))
+    b = data.batch(1)
+    assert b["pixels"].shape == (3 * 7, 3, 24, 24)
+    for row in range(3):
+        image, _ = data.item(3 + row)
+        assert image.size == (72, 48)
+        tiles, (layout,) = tiled_pixels([image], cfg)
+        assert (layout.rows, layout.cols, layout.overview) == (2, 3, True)
+        torch.testing.assert_close(b["pixels"][7 * row : 7 * (row + 1)], tiles)
+        assert (b["ids"][row] == special(chat, "image")).sum() == layout.image_tokens == 63
+    untiled = VQABatches(chat, config(chat), batch_size=3, seed=2, canvas=(72, 48)).batch(1)
+    assert untiled["pixels"].shape == (3, 3, 24, 24)  # tiling off: the canvas shrunk to one input
+    assert (untiled["ids"][0] == special(chat, "image")).sum() == 9
+
+
+def test_large_scenes_are_asked_only_what_stays_true(chat):
+    data = VQABatches(
+        chat, config(chat), batch_size=2, seed=4, turns=3, caption_fraction=0.5, canvas=(48, 72)
+    )
+    for i in range(40):
+        image, turns = data.item(i)
+        scene = data.scenes[i][1]
+        allowed = {(qa.question, qa.answer) for qa in canvas_questions(scene, random.Random(f"vqa:4:{i}"))}
+        for question, answer in turns:
+            if question == CAPTION_PROMPT:
+                assert answer == canvas_captions(scene)[0]
+            else:
+                assert kind_of(question) != "position" and (question, answer) in allowed
+    caption_data = VQABatches(chat, config(chat), batch_size=2, seed=4, task="caption", canvas=(48, 72))
+    assert caption_data.item(0)[1] == [(CAPTION_PROMPT, canvas_captions(caption_data.scenes[0][1])[0])]

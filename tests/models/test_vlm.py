@@ -55,6 +55,34 @@ def test_config_round_trip_and_errors(tmp_path, vlm):
         tiny_config(pool=0)
 
 
+def test_tiling_settings_round_trip_and_are_checked():
+    cfg = tiny_config(max_tiles=4, max_image_tokens=48)
+    assert config_from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["max_tiles"] == 4
+    assert tiny_config().max_tiles == 1 and tiny_config().max_image_tokens is None  # tiling off by default
+    with pytest.raises(ConfigError, match="max_tiles must be >= 1"):
+        tiny_config(max_tiles=0)
+    with pytest.raises(ConfigError, match="max_image_tokens 15 is too small for one tile of 16 tokens"):
+        tiny_config(max_image_tokens=15)
+
+
+@pytest.mark.parametrize(
+    ("drop_cls", "pool", "per_tile"), [(True, 1, 16), (False, 1, 17), (True, 2, 4), (False, 3, 5)]
+)
+def test_layouts_count_tiles_in_the_models_own_tokens(drop_cls, pool, per_tile):
+    cfg = tiny_config(drop_cls=drop_cls, pool=pool, max_tiles=4)
+    assert cfg.image_tokens == per_tile  # one count: the tiles' and the prompt's agree
+    wide = cfg.layout(64, 16)  # 4:1 -> a row of 4 tiles of 16px, plus the overview
+    assert (wide.rows, wide.cols, wide.overview, wide.pool) == (1, 4, True, pool)
+    assert wide.tokens_per_tile == per_tile and wide.image_tokens == 5 * per_tile
+    assert cfg.layout(16, 16).tiles == 1  # no bigger than a tile: one tile, no overview
+    capped = cfg.layout(64, 16, max_image_tokens=3 * per_tile)  # a request's budget
+    assert capped.image_tokens <= 3 * per_tile < wide.image_tokens
+    default_cap = tiny_config(drop_cls=drop_cls, pool=pool, max_tiles=4, max_image_tokens=per_tile)
+    assert default_cap.layout(64, 16).tiles == 1 and default_cap.layout(64, 16, 5 * per_tile) == wide
+    with pytest.raises(ValueError, match=f"budget of {per_tile - 1} is too small for one tile"):
+        cfg.layout(64, 16, max_image_tokens=per_tile - 1)
+
+
 def test_image_tokens_read_the_chosen_layer_without_cls(vlm):
     pixels = torch.randn(2, 3, 16, 16)
     tokens = vlm.image_tokens(pixels)

@@ -3,15 +3,35 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from alltokens.tokenizers.tiling import TileLayout, choose_layout, tile_image, tokens_per_tile
+from alltokens.tokenizers.tiling import (
+    TileLayout,
+    choose_layout,
+    most_image_tokens,
+    tile_image,
+    tokens_per_tile,
+)
 
 
 def test_tokens_per_tile_and_pooling_cuts_4x():
     assert tokens_per_tile(64, 8) == 64
-    assert tokens_per_tile(64, 8, pool=True) == 16
+    assert tokens_per_tile(64, 8, pool=2) == tokens_per_tile(64, 8, pool=True) == 16  # True: the 2x2 switch
+    assert tokens_per_tile(64, 8, pool=False) == 64
     assert tokens_per_tile(224, 16) == 196
-    assert tokens_per_tile(224, 16, pool=True) == 49  # 14 -> 7 per side
-    assert tokens_per_tile(40, 8, pool=True) == 9  # odd 5x5 grid rounds up to 3x3
+    assert tokens_per_tile(224, 16, pool=2) == 49  # 14 -> 7 per side
+    assert tokens_per_tile(40, 8, pool=2) == 9  # odd 5x5 grid rounds up to 3x3
+    assert tokens_per_tile(48, 8, pool=3) == 4 and tokens_per_tile(48, 8, pool=3, cls=True) == 5
+    with pytest.raises(ValueError, match="pool must be a block side"):
+        tokens_per_tile(64, 8, pool=0)
+
+
+def test_most_image_tokens_bounds_every_layout():
+    assert most_image_tokens(64, 1) == 64  # tiling off: one tile, no overview
+    assert most_image_tokens(64, 4) == 5 * 64  # 4 tiles + overview
+    assert most_image_tokens(64, 4, max_image_tokens=200) == 3 * 64
+    for w, h in ((1000, 1000), (300, 90), (64, 640)):
+        for budget in (None, 64, 200, 1000):
+            layout = choose_layout(w, h, 64, 8, budget, max_tiles=4)
+            assert layout.image_tokens <= most_image_tokens(64, 4, budget)
 
 
 def test_tile_not_multiple_of_patch_raises():
@@ -56,17 +76,20 @@ def test_tight_budget_falls_back_to_fewer_tiles():
 
 def test_pooled_layout_fits_4x_more_tiles_in_the_same_budget():
     plain = choose_layout(3000, 3000, 64, 8, max_image_tokens=170)
-    pooled = choose_layout(3000, 3000, 64, 8, max_image_tokens=170, pool=True)
+    pooled = choose_layout(3000, 3000, 64, 8, max_image_tokens=170, pool=2)
     assert plain.tokens_per_tile == 4 * pooled.tokens_per_tile
     assert plain.rows * plain.cols == 1 and pooled.rows * pooled.cols == 9
-    assert pooled.image_tokens == 160 and pooled.pooled
+    assert pooled.image_tokens == 160 and pooled.pool == 2 and plain.pool == 1
+    assert choose_layout(3000, 3000, 64, 8, max_image_tokens=170, pool=True) == pooled
 
 
 def test_budget_too_small_for_one_tile_names_both_numbers():
     with pytest.raises(ValueError, match=r"budget of 63 .* needs 64 tokens"):
         choose_layout(500, 500, 64, 8, max_image_tokens=63)
     with pytest.raises(ValueError, match=r"budget of 15 .* needs 16 tokens"):
-        choose_layout(500, 500, 64, 8, max_image_tokens=15, pool=True)
+        choose_layout(500, 500, 64, 8, max_image_tokens=15, pool=2)
+    with pytest.raises(ValueError, match=r"budget of 16 .* needs 17 tokens"):  # a kept [CLS] counts
+        choose_layout(500, 500, 64, 8, max_image_tokens=16, pool=2, cls=True)
 
 
 def test_bad_sizes_raise():
@@ -94,7 +117,7 @@ def test_layout_respects_budget_and_tile_cap(w, h, budget, max_tiles, pool, over
     layout = choose_layout(w, h, 64, 8, budget, max_tiles, pool, overview)
     assert layout.rows * layout.cols <= max_tiles
     assert budget is None or layout.image_tokens <= budget
-    assert layout.tokens_per_tile == per_tile and layout.pooled == pool
+    assert layout.tokens_per_tile == per_tile and layout.pool == (2 if pool else 1)
     assert layout.overview == (overview and layout.rows * layout.cols > 1)
     # LLaVA-NeXT's first criterion: no allowed grid keeps more of the image
     kept = min(w * h, _fitted_area(w, h, layout.cols * 64, layout.rows * 64))
@@ -111,9 +134,9 @@ def _fitted_area(w: int, h: int, grid_w: int, grid_h: int) -> int:
 
 
 def test_describe():
-    layout = TileLayout(rows=2, cols=3, tile=64, overview=True, pooled=True, tokens_per_tile=16)
+    layout = TileLayout(rows=2, cols=3, tile=64, overview=True, pool=2, tokens_per_tile=16)
     assert layout.describe() == "2x3 tiles of 64px + overview, 2x2 pooled: 7 x 16 = 112 image tokens"
-    single = TileLayout(rows=1, cols=1, tile=64, overview=False, pooled=False, tokens_per_tile=64)
+    single = TileLayout(rows=1, cols=1, tile=64, overview=False, pool=1, tokens_per_tile=64)
     assert single.describe() == "1x1 tile of 64px: 1 x 64 = 64 image tokens"
 
 
@@ -129,10 +152,10 @@ def test_tile_image_returns_layout_tiles_of_tile_size(w, h):
 def test_tile_image_puts_overview_first_and_cuts_row_major():
     image = Image.new("RGB", (64, 32), (255, 0, 0))
     image.paste((0, 0, 255), (32, 0, 64, 32))  # left red, right blue
-    layout = TileLayout(rows=1, cols=2, tile=32, overview=True, pooled=False, tokens_per_tile=16)
+    layout = TileLayout(rows=1, cols=2, tile=32, overview=True, pool=1, tokens_per_tile=16)
     overview, left, right = tile_image(image, layout)
     assert overview.getpixel((2, 16)) == (255, 0, 0) and overview.getpixel((29, 16)) == (0, 0, 255)
     assert left.getpixel((16, 16)) == (255, 0, 0) and right.getpixel((16, 16)) == (0, 0, 255)
-    tall = TileLayout(rows=2, cols=1, tile=32, overview=False, pooled=False, tokens_per_tile=16)
+    tall = TileLayout(rows=2, cols=1, tile=32, overview=False, pool=1, tokens_per_tile=16)
     top, bottom = tile_image(image.rotate(90, expand=True), tall)  # blue on top after rotating
     assert top.getpixel((16, 16)) == (0, 0, 255) and bottom.getpixel((16, 16)) == (255, 0, 0)

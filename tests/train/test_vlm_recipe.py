@@ -14,13 +14,15 @@ from safetensors.torch import load_file
 
 import alltokens
 from alltokens.cli import main
-from alltokens.data.shapes import objects_named, questions, random_scene, render, render_plain
+from alltokens.data.shapes import objects_named, questions, random_scene, render, render_plain, scene_stream
+from alltokens.data.vqa import ChatFormat, VQABatches
 from alltokens.io.checkpoint import CheckpointError, save_weights, write_json
 from alltokens.models.lm import LM, LMConfig
 from alltokens.models.vit import ViT, ViTConfig
+from alltokens.models.vlm import VLM, VLMConfig
 from alltokens.nn.config import ConfigError
 from alltokens.tokenizers import byte_tokenizer, load_tokenizer
-from alltokens.train.recipes.vlm import train_vlm
+from alltokens.train.recipes.vlm import image_next_token, train_vlm
 
 STAGE = {
     "batch_size": 4,
@@ -89,6 +91,56 @@ def test_two_stages_train_the_right_parts_into_a_loadable_run(parts, tmp_path):
     m = alltokens.load(out)
     image = render(random_scene(random.Random(0)), 16)
     assert isinstance(m.ask(image, "what colour is the circle?", max_new_tokens=4), str)
+
+
+def test_tiled_batches_splice_each_rows_tiles_into_its_own_placeholders():
+    """`image_next_token` on a tiled batch: row b's tokens come from row b's tiles, in order."""
+    torch.manual_seed(0)
+    chat = ChatFormat(byte_tokenizer())
+    vision = ViTConfig(
+        image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=2, num_attention_heads=2
+    )
+    lm = LMConfig(
+        vocab_size=chat.tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, max_position_embeddings=256
+    )
+    model = VLM(VLMConfig(vision=vision, lm=lm, image_token_id=chat.image_id, max_tiles=2))
+    model.init_weights()
+    batch = VQABatches(chat, model.cfg, batch_size=3, seed=0, turns=2, canvas=(32, 16)).batch(0)
+    assert batch["pixels"].shape == (3 * 3, 3, 16, 16)  # 1x2 tiles + the overview per row
+    ids = batch["ids"][:, :-1]
+    with torch.no_grad():
+        together = model(ids, pixels=batch["pixels"])  # (B, T, V)
+        for row in range(3):
+            alone = model(ids[row : row + 1], pixels=batch["pixels"][3 * row : 3 * (row + 1)])
+            torch.testing.assert_close(together[row], alone[0])
+        loss, _ = image_next_token(model, batch)
+    assert torch.isfinite(loss)
+
+
+def test_a_tiled_run_on_large_scenes_trains_and_loads(parts, tmp_path):
+    torch.set_num_threads(1)
+    preset = {**json.loads((parts / "tiny.json").read_text()), "max_tiles": 4, "canvas": [32, 32]}
+    (tmp_path / "tiled.json").write_text(json.dumps(preset))
+    out = train_vlm(
+        parts / "vit",
+        parts / "lm",
+        tmp_path / "run",
+        preset=tmp_path / "tiled.json",
+        stage1_steps=1,
+        stage2_steps=1,
+    )
+    m = alltokens.load(out)
+    assert m.cfg.max_tiles == 4 and json.loads((out / "train.json").read_text())["recipe"]["canvas"] == [
+        32,
+        32,
+    ]
+    image, _ = scene_stream(0, "train", 16, canvas=(32, 32))[0]
+    assert m.layouts([image])[0].describe() == "2x2 tiles of 16px + overview: 5 x 4 = 20 image tokens"
+    assert isinstance(m.ask(image, "how many objects are there?", max_new_tokens=4), str)
+    (tmp_path / "small.json").write_text(json.dumps({**preset, "canvas": [8, 32]}))
+    with pytest.raises(ValueError, match="a canvas must be 16 to .* a 16px scene, got 8x32"):
+        train_vlm(parts / "vit", parts / "lm", tmp_path / "bad", preset=tmp_path / "small.json")
+    assert not (tmp_path / "bad").exists()  # refused before the run directory is made
 
 
 def test_new_lm_takes_the_vision_tokenizer_or_trains_the_shapes_bpe(parts, tmp_path):

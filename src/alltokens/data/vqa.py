@@ -8,7 +8,8 @@ Each turn is a role token, its content and `<|end|>`; a prompt for generation en
 and the model writes the answer and its own `<|end|>`, which is where decoding stops. An image is a
 block of K placeholders between `<|image_start|>` and `<|image_end|>` (the markers tell the LM where an
 image begins and ends, which matters once several images or tiles share a prompt). K is given per image,
-so tiled images (more tokens) need no change here. In a message's text each `<|image|>` marker stands
+so a tiled image is one block of all its tiles' tokens (`tiled_pixels`: overview first, then the grid
+row-major) and needs no change here. In a message's text each `<|image|>` marker stands
 for one of its images; a message with images and no markers gets them all before its text (LLaVA's
 order). No bos: the first token is always a role token, never a placeholder, so a left-padded batch
 (the engine repeats the first token as padding) never gains placeholders.
@@ -25,7 +26,12 @@ also what makes training fast: the image's tokens are paid for once and every an
 needs them. Every choice for item i comes from an rng seeded with (seed, i), so batch n is a pure
 function of n: `seek` resumes exactly.
 
-Shape notation: B batch, T tokens, h, w pixels.
+Tiling and large scenes: images are tiled as the VLM's config says (`VLMConfig.layout`; one tile when
+tiling is off), so pixels are all the batch's tiles, row after row, and each row holds its image's
+tiles x K placeholders. With `canvas` the scenes are small objects in a larger picture
+(`shapes.canvas`), asked only the questions and captions that stay true there.
+
+Shape notation: B batch, N encoder images (tiles) in a batch, T tokens, h, w pixels.
 """
 
 from __future__ import annotations
@@ -37,9 +43,11 @@ from typing import Any
 import torch
 from PIL import Image
 
-from alltokens.data.shapes import QA, caption, questions, scene_stream
+from alltokens.data.shapes import QA, canvas_captions, canvas_questions, caption, questions, scene_stream
 from alltokens.models.vit import ViTConfig
+from alltokens.models.vlm import VLMConfig
 from alltokens.tokenizers.image import to_pixels
+from alltokens.tokenizers.tiling import TileLayout, tile_image
 
 IMAGE, IMAGE_START, IMAGE_END = "<|image|>", "<|image_start|>", "<|image_end|>"
 USER, ASSISTANT, END = "<|user|>", "<|assistant|>", "<|end|>"
@@ -127,21 +135,33 @@ def image_pixels(images: Sequence[Image.Image], vision: ViTConfig) -> torch.Tens
     return to_pixels(images, vision.image_size, "pad", vision.image_mean, vision.image_std)
 
 
+def tiled_pixels(
+    images: Sequence[Image.Image], cfg: VLMConfig, max_image_tokens: int | None = None
+) -> tuple[torch.Tensor, list[TileLayout]]:
+    """RGB images -> the pixels of all their tiles (N, 3, h, w), image after image, each image's tiles
+    in `tile_image`'s order (overview first, then the grid row-major), and each image's layout
+    (`cfg.layout` within `max_image_tokens`). Tiling off: one tile per image, `image_pixels` of it."""
+    layouts = [cfg.layout(*image.size, max_image_tokens) for image in images]
+    tiles = [tile for image, layout in zip(images, layouts) for tile in tile_image(image, layout)]
+    return image_pixels(tiles, cfg.vision), layouts  # (N, 3, h, w)
+
+
 class VQABatches:
-    """Endless batches {"pixels" (B, 3, h, w), "ids" (B, T+1), "loss_mask" (B, T+1)} of shapes scenes.
+    """Endless batches {"pixels" (N, 3, h, w), "ids" (B, T+1), "loss_mask" (B, T+1)} of shapes scenes,
+    rendered and tiled for the VLM of `cfg` (N = B without tiling).
 
     `task="caption"` makes caption conversations (stage 1); `"qa"` makes `turns` question-answer turns
     per image, with the caption asked too in a `caption_fraction` of them so that captioning survives
     stage 2 (see the module docstring). Rows are
     right-padded (causal attention never looks ahead, so padding needs no mask) and padding is no target.
-    An example longer than `context` (the model's, when given) is an error, not silently cut.
+    An example longer than `context` (the model's, when given) is an error, not silently cut. `canvas`
+    (width, height) and `aligned` place each scene in a larger picture (`shapes.canvas`).
     """
 
     def __init__(
         self,
         chat: ChatFormat,
-        vision: ViTConfig,
-        image_tokens: int,
+        cfg: VLMConfig,
         batch_size: int,
         seed: int,
         task: str = "qa",
@@ -151,6 +171,8 @@ class VQABatches:
         rank: int = 0,
         world_size: int = 1,
         context: int | None = None,
+        canvas: tuple[int, int] | None = None,
+        aligned: bool = True,
     ):
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
@@ -158,14 +180,14 @@ class VQABatches:
             raise ValueError(f"turns must be >= 1, got {turns}")
         if not 0 <= caption_fraction <= 1:
             raise ValueError(f"caption_fraction must be in [0, 1], got {caption_fraction}")
-        self.chat, self.vision, self.image_tokens = chat, vision, image_tokens
+        self.chat, self.cfg = chat, cfg
         self.batch_size, self.seed, self.task, self.caption_fraction = (
             batch_size,
             seed,
             task,
             caption_fraction,
         )
-        self.scenes = scene_stream(seed, split, vision.image_size)
+        self.scenes = scene_stream(seed, split, cfg.vision.image_size, canvas, aligned)
         self.pad_id = chat.tokenizer.pad_id if chat.tokenizer.pad_id is not None else chat.end_id
         self.rank, self.world_size, self.context = rank, world_size, context
         self.turns = turns
@@ -175,16 +197,18 @@ class VQABatches:
         """(image, [(question, answer), ...]) of stream item `index`."""
         image, scene = self.scenes[index]
         rng = random.Random(f"vqa:{self.seed}:{index}")
+        large = self.scenes.canvas is not None
+        described = canvas_captions(scene)[0] if large else caption(scene)
         if self.task == "caption":
-            return image, [(CAPTION_PROMPT, caption(scene))]
-        qas = questions(scene, rng)
+            return image, [(CAPTION_PROMPT, described)]
+        qas = canvas_questions(scene, rng) if large else questions(scene, rng)
         kinds = sorted({qa.kind for qa in qas})
         rng.shuffle(kinds)
         turns = [
             (qa.question, qa.answer) for qa in (self._pick(qas, kind, rng) for kind in kinds[: self.turns])
         ]
         if rng.random() < self.caption_fraction:
-            turns.insert(rng.randrange(len(turns) + 1), (CAPTION_PROMPT, caption(scene)))
+            turns.insert(rng.randrange(len(turns) + 1), (CAPTION_PROMPT, described))
         return image, turns
 
     @staticmethod
@@ -195,7 +219,8 @@ class VQABatches:
         """Batch `n` of this rank: under torchrun rank r takes every world_size-th batch of the stream."""
         first = (n * self.world_size + self.rank) * self.batch_size
         items = [self.item(first + j) for j in range(self.batch_size)]
-        rows = [self.chat.example(turns, self.image_tokens) for _, turns in items]
+        pixels, layouts = tiled_pixels([image for image, _ in items], self.cfg)  # (N, 3, h, w)
+        rows = [self.chat.example(turns, layout.image_tokens) for (_, turns), layout in zip(items, layouts)]
         T = max(len(ids) for ids, _ in rows)
         if self.context is not None and self.context < T - 1:
             raise ValueError(
@@ -207,7 +232,6 @@ class VQABatches:
         for b, (row, targets) in enumerate(rows):
             ids[b, : len(row)] = torch.tensor(row)
             loss_mask[b, : len(row)] = torch.tensor(targets)
-        pixels = image_pixels([image for image, _ in items], self.vision)  # (B, 3, h, w)
         return {"pixels": pixels, "ids": ids, "loss_mask": loss_mask}
 
     def seek(self, n: int) -> None:

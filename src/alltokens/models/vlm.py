@@ -7,16 +7,19 @@ Those vectors replace, in order, the `<|image|>` placeholder tokens of the promp
 and the LM runs on the spliced embeddings. Everything after the projector is the plain `LM`.
 
 Why the features are passed around flat, (M, C) for all images of a batch: the number of tokens an
-image turns into is decided by whoever builds the prompt, which writes that many placeholders. Today
-one image is one encoder input of K tokens; with AnyRes tiling it becomes several tiles plus an
-overview, each encoded by `image_tokens` and concatenated, with nothing here changing.
+image turns into is decided by whoever builds the prompt, which writes that many placeholders. With
+AnyRes tiling (`max_tiles` > 1, LLaVA-NeXT) an image is several encoder inputs, tiles of the tower's
+size plus an overview (`VLMConfig.layout`, `tokenizers.tiling`), each encoded by `image_tokens` into K
+tokens and concatenated; with tiling off (the default) it is one input of K tokens. Nothing here
+changes between the two: `image_tokens` and `splice` only see encoder inputs and placeholders.
+`max_image_tokens` is the default budget per image, which a request may override.
 
 Generation goes through the shared engine (`generate.engine.generate_ids`): `with_images` binds one
 request's features to the model, the prefill (empty cache) splices them in, and every later step is a
 plain LM step on the cache. There is no second decoding loop.
 
-Shape notation: N encoder images, K tokens per image, M image tokens in a batch, B batch, T tokens,
-C width (Cv the vision tower's).
+Shape notation: N encoder images (whole images or tiles), K tokens per encoder image, M image tokens in
+a batch, B batch, T tokens, C width (Cv the vision tower's).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from alltokens.models.lm import LM, LMConfig
 from alltokens.models.vit import ViT, ViTConfig
 from alltokens.nn import Config, ConfigError, KVCache
 from alltokens.tokenizers.patches import pool_patches
+from alltokens.tokenizers.tiling import TileLayout, choose_layout, tokens_per_tile
 
 
 @dataclass
@@ -42,6 +46,8 @@ class VLMConfig(Config):
     feature_layer: int = -2  # which block's output the features are: -1 the last, -2 LLaVA's choice
     drop_cls: bool = True  # patch tokens only (LLaVA); False keeps [CLS] as the first image token
     pool: int = 1  # average each pool x pool block of patch tokens (2: 4x fewer tokens); 1 = off
+    max_tiles: int = 1  # AnyRes: an image becomes up to this many tiles, plus an overview; 1 = off
+    max_image_tokens: int | None = None  # the default image-token budget per image; None = no cap
 
     def __post_init__(self) -> None:
         if not 0 <= self.image_token_id < self.lm.vocab_size:
@@ -55,6 +61,13 @@ class VLMConfig(Config):
             )
         if self.pool < 1:
             raise ConfigError(f"pool must be >= 1 (1 = no pooling), got {self.pool}")
+        if self.max_tiles < 1:
+            raise ConfigError(f"max_tiles must be >= 1 (1 = no tiling), got {self.max_tiles}")
+        if self.max_image_tokens is not None and self.max_image_tokens < self.image_tokens:
+            raise ConfigError(
+                f"max_image_tokens {self.max_image_tokens} is too small for one tile of "
+                f"{self.image_tokens} tokens"
+            )
 
     @property
     def feature_depth(self) -> int:
@@ -63,15 +76,24 @@ class VLMConfig(Config):
 
     @property
     def image_tokens(self) -> int:
-        """K: tokens one encoder image becomes (after dropping [CLS] and pooling)."""
+        """K: tokens one encoder image (one tile) becomes (after dropping [CLS] and pooling)."""
         return image_token_count(self.vision, self.drop_cls, self.pool)
+
+    def layout(self, width: int, height: int, max_image_tokens: int | None = None) -> TileLayout:
+        """The tiles a width x height image becomes: at most `max_tiles` of the tower's size (plus an
+        overview), within `max_image_tokens` (this request's, else the config's), K tokens each."""
+        budget = self.max_image_tokens if max_image_tokens is None else max_image_tokens
+        v = self.vision
+        cls = v.cls_token and not self.drop_cls
+        return choose_layout(
+            width, height, v.image_size, v.patch_size, budget, self.max_tiles, self.pool, cls=cls
+        )
 
 
 def image_token_count(vision: ViTConfig, drop_cls: bool = True, pool: int = 1) -> int:
     """Tokens one `vision` input becomes: its patches, pooled in pool x pool blocks (an odd grid
-    rounds up), plus [CLS] when kept."""
-    side = -(-vision.grid // pool)
-    return side * side + int(vision.cls_token and not drop_cls)
+    rounds up), plus [CLS] when kept: `tokens_per_tile` of a tile of the tower's size."""
+    return tokens_per_tile(vision.image_size, vision.patch_size, pool, vision.cls_token and not drop_cls)
 
 
 class Projector(nn.Module):
@@ -114,7 +136,7 @@ class VLM(nn.Module):
         if n != image_embeds.shape[0]:
             raise ValueError(
                 f"the prompt has {n} image placeholder token(s) but {image_embeds.shape[0]} image "
-                f"token(s) were given ({self.cfg.image_tokens} per image)"
+                f"token(s) were given ({self.cfg.image_tokens} per encoder image or tile)"
             )
         embeds = self.lm.embed.tokens(ids)  # (B, T, C)
         return embeds.masked_scatter(slots[..., None], image_embeds.to(embeds.dtype))
@@ -130,8 +152,8 @@ class VLM(nn.Module):
         last_only: bool = False,
     ) -> torch.Tensor:
         """Logits (B, T, V) of ids (B, T) with images spliced in: either their tokens image_embeds
-        (M, C) or pixels (N, 3, h, w), one image per `image_tokens` placeholders. No images: none may
-        be in the prompt."""
+        (M, C) or pixels (N, 3, h, w), one encoder image (a whole image or a tile) per K placeholders,
+        in order. No images: none may be in the prompt."""
         if image_embeds is None and pixels is not None:
             image_embeds = self.image_tokens(pixels).flatten(0, 1)  # (N*K, C)
         if image_embeds is None:

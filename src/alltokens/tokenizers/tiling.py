@@ -8,7 +8,9 @@ capped at its original area), then the one that wastes the fewest padded pixels.
 `max_tiles` tiles and at most `max_image_tokens` tokens; a tight budget thus falls back to fewer tiles,
 down to a single tile with no overview. A 1x1 grid never gets an overview: it would be the same image.
 
-Optional 2x2 pooling of each tile's patch tokens (`patches.pool_patches`) cuts tokens per tile 4x.
+Optional pooling of each tile's patch tokens in pool x pool blocks (`patches.pool_patches`; 2x2 cuts
+tokens per tile 4x). `tokens_per_tile` is the one count of tokens per encoder input: the VLM's
+`image_token_count` is it for a vision tower, so a layout's budget and the prompt's placeholders agree.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from alltokens.tokenizers.image import fit_image
 @dataclass(frozen=True)
 class TileLayout:
     """A rows x cols grid of `tile`-pixel tiles, optionally plus an overview tile, each giving
-    `tokens_per_tile` image tokens (after pooling when `pooled`)."""
+    `tokens_per_tile` image tokens (after pool x pool pooling; pool 1 = none)."""
 
     rows: int
     cols: int
     tile: int
     overview: bool
-    pooled: bool
+    pool: int
     tokens_per_tile: int
 
     @property
@@ -45,16 +47,38 @@ class TileLayout:
     def describe(self) -> str:
         """E.g. "2x3 tiles of 64px + overview, 2x2 pooled: 7 x 16 = 112 image tokens"."""
         grid = f"{self.rows}x{self.cols} tile{'s' if self.rows * self.cols > 1 else ''} of {self.tile}px"
-        extras = (" + overview" if self.overview else "") + (", 2x2 pooled" if self.pooled else "")
+        extras = (" + overview" if self.overview else "") + _pooled(self.pool)
         return f"{grid}{extras}: {self.tiles} x {self.tokens_per_tile} = {self.image_tokens} image tokens"
 
 
-def tokens_per_tile(tile: int, patch: int, pool: bool = False) -> int:
-    """(tile/patch)^2 patch tokens, or ceil(tile/patch / 2)^2 after 2x2 pooling."""
+def _pooled(pool: int) -> str:
+    return f", {pool}x{pool} pooled" if pool > 1 else ""
+
+
+def pool_side(pool: int | bool) -> int:
+    """The side of the pooled blocks: an int n is n x n (1 = none); a bool is the `--pool` switch, 2x2."""
+    side = (2 if pool else 1) if isinstance(pool, bool) else pool
+    if not isinstance(side, int) or side < 1:
+        raise ValueError(f"pool must be a block side >= 1 (1 = no pooling, 2 = 2x2), got {pool!r}")
+    return side
+
+
+def tokens_per_tile(tile: int, patch: int, pool: int | bool = 1, cls: bool = False) -> int:
+    """(tile/patch)^2 patch tokens, ceil(tile/patch / pool)^2 after pool x pool pooling (an odd grid
+    rounds up), plus one when a [CLS] token is kept (`cls`)."""
     if patch < 1 or tile < patch or tile % patch:
         raise ValueError(f"tile size {tile} must be a positive multiple of the patch size {patch}")
     side = tile // patch
-    return (math.ceil(side / 2) if pool else side) ** 2
+    return math.ceil(side / pool_side(pool)) ** 2 + int(cls)
+
+
+def most_image_tokens(per_tile: int, max_tiles: int, max_image_tokens: int | None = None) -> int:
+    """An upper bound on the tokens of any one image's layout: `max_tiles` tiles plus the overview (when
+    more than one tile), and no more than fit in `max_image_tokens`. What a prompt must leave room for."""
+    tiles = max_tiles + int(max_tiles > 1)
+    if max_image_tokens is not None:
+        tiles = min(tiles, max_image_tokens // per_tile)
+    return tiles * per_tile
 
 
 def choose_layout(
@@ -64,19 +88,22 @@ def choose_layout(
     patch: int,
     max_image_tokens: int | None = None,
     max_tiles: int = 12,
-    pool: bool = False,
+    pool: int | bool = 1,
     overview: bool = True,
+    cls: bool = False,
 ) -> TileLayout:
-    """The grid for a width x height image within `max_tiles` and `max_image_tokens` (see module doc)."""
+    """The grid for a width x height image within `max_tiles` and `max_image_tokens` (see module doc);
+    `pool` and `cls` as `tokens_per_tile`."""
     if width < 1 or height < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     if max_tiles < 1:
         raise ValueError(f"max_tiles must be >= 1, got {max_tiles}")
-    per_tile = tokens_per_tile(tile, patch, pool)
+    pool = pool_side(pool)
+    per_tile = tokens_per_tile(tile, patch, pool, cls)
     if max_image_tokens is not None and max_image_tokens < per_tile:
         raise ValueError(
             f"an image-token budget of {max_image_tokens} is too small for one tile, "
-            f"which needs {per_tile} tokens ({tile}px tile, {patch}px patches{', pooled' if pool else ''})"
+            f"which needs {per_tile} tokens ({tile}px tile, {patch}px patches{_pooled(pool)})"
         )
     best, best_key = (1, 1), (-1, 0)
     for rows in range(1, max_tiles + 1):

@@ -6,9 +6,11 @@ held-out (colour, shape) pairs, `HELD_OUT`.
 - `scene.py`: the vocabulary, `Obj`, `Scene`, `HELD_OUT`, `random_scene`;
 - `render.py`: `render` (anti-aliased, varied like photographs) and `render_plain` (a second renderer);
 - `language.py`: `captions`, `caption`, `questions` (`QA`), and `objects_named` to score captions;
-- `stream.py`: `scene_stream` (endless, random access, resumable) and `write_shapes` (PNGs + JSONL).
+- `stream.py`: `scene_stream` (endless, random access, resumable) and `write_shapes` (PNGs + JSONL);
+- `canvas.py`: small objects in large scenes (`render_in_canvas`) and the words still true of them.
 """
 
+from alltokens.data.shapes.canvas import canvas_captions, canvas_questions, render_in_canvas
 from alltokens.data.shapes.language import QA, QA_KINDS, caption, captions, objects_named, questions
 from alltokens.data.shapes.render import render, render_plain
 from alltokens.data.shapes.scene import (
@@ -38,10 +40,13 @@ __all__ = [
     "ShapesStream",
     "caption",
     "captions",
+    "canvas_captions",
+    "canvas_questions",
     "objects_named",
     "questions",
     "random_scene",
     "render",
+    "render_in_canvas",
     "render_plain",
     "scene_stream",
     "write_shapes",

@@ -17,6 +17,7 @@ supersampling, pure hues, bigger or smaller objects, isosceles triangles filling
 outline and a white or black background. Quality floors are re-checked on these images.
 
 Coordinates: the image is cut into 3x3 cells of `size / 3` pixels; (row, col) = (0, 0) is top left.
+`render` can also put that image into a larger canvas of the same background (`canvas.py`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,18 @@ PLAIN_BACKGROUND = {"light": (255, 255, 255), "dark": (0, 0, 0)}
 def check_size(size: int) -> None:
     if not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
         raise ValueError(f"image size must be an integer from {MIN_SIZE} to {MAX_SIZE} pixels, got {size!r}")
+
+
+def check_canvas(size: int, canvas: tuple[int, int], at: tuple[int, int]) -> None:
+    """A canvas holds the `size` x `size` scene placed at `at` and is no bigger than `MAX_SIZE`."""
+    w, h = canvas
+    if not all(isinstance(v, int) and size <= v <= MAX_SIZE for v in (w, h)):
+        raise ValueError(
+            f"a canvas must be {size} to {MAX_SIZE} pixels a side to hold a {size}px scene, got {w}x{h}"
+        )
+    x, y = at
+    if not (0 <= x <= w - size and 0 <= y <= h - size):
+        raise ValueError(f"a {size}px scene at ({x}, {y}) does not fit in a {w}x{h} canvas")
 
 
 def hsv_rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
@@ -142,18 +155,35 @@ def supersampling(size: int) -> int:
     return max(2, min(4, math.ceil(1024 / size)))
 
 
-def render(scene: Scene, size: int = 64, rng: random.Random | None = None) -> Image.Image:
-    """An anti-aliased `size` x `size` RGB image of `scene`; canonical when `rng` is None."""
+def render(
+    scene: Scene,
+    size: int = 64,
+    rng: random.Random | None = None,
+    canvas: tuple[int, int] | None = None,
+    at: tuple[int, int] = (0, 0),
+) -> Image.Image:
+    """An anti-aliased `size` x `size` RGB image of `scene`; canonical when `rng` is None.
+
+    With `canvas` (width, height), the same `size` x `size` scene drawn with its top left corner at
+    pixel `at` of a larger picture that is all the scene's background, tint and noise included (the
+    large scenes of `shapes.canvas`)."""
     check_size(size)
-    factor = supersampling(size)
-    canvas = Image.new("RGB", (size * factor, size * factor), background_rgb(scene.background, rng))
-    draw = ImageDraw.Draw(canvas)
+    w, h = canvas or (size, size)
+    check_canvas(size, (w, h), at)
+    factor = supersampling(max(w, h))
+    background = background_rgb(scene.background, rng)
+    picture = Image.new("RGB", (size * factor, size * factor), background)
+    draw = ImageDraw.Draw(picture)
     for obj in scene.objects:
         draw_object(draw, obj, size * factor / 3, rng)
-    image = canvas.reduce(factor)  # box filter: each pixel is the mean of factor x factor samples
+    if canvas is not None:
+        scene_part = picture
+        picture = Image.new("RGB", (w * factor, h * factor), background)
+        picture.paste(scene_part, (at[0] * factor, at[1] * factor))
+    image = picture.reduce(factor)  # box filter: each pixel is the mean of factor x factor samples
     if rng is None:
         return image
-    noise = np.random.default_rng(rng.getrandbits(64)).normal(0.0, rng.uniform(1.0, 4.0), (size, size, 3))
+    noise = np.random.default_rng(rng.getrandbits(64)).normal(0.0, rng.uniform(1.0, 4.0), (h, w, 3))
     pixels = np.asarray(image, dtype=np.float32) + noise  # (h, w, 3)
     return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8))
 

@@ -3,7 +3,8 @@
 Item `i` of a stream depends only on (seed, split, i): its scene and rendering come from
 `random.Random(f"shapes:{seed}:{split}:{i}")` (string seeds hash with SHA-512, the same on every
 machine and Python run). So `stream[i]` is random access, and `seek(n)` makes the trainer resume
-exactly without saving any generator state. Training needs no files at all.
+exactly without saving any generator state. Training needs no files at all. With a `canvas`, each
+scene is placed into a larger picture by `canvas.render_in_canvas`, from the same rng.
 
 `write_shapes` writes items 0..n-1 of the same stream to `out/images/NNNNNN.png` and one JSON line per
 image to `out/scenes.jsonl`: the file name, the scene record, every caption and the canonical
@@ -27,8 +28,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from alltokens.data.shapes.canvas import render_in_canvas
 from alltokens.data.shapes.language import captions, questions
-from alltokens.data.shapes.render import check_size, render
+from alltokens.data.shapes.render import check_canvas, check_size, render
 from alltokens.data.shapes.scene import SPLITS, Scene, check_choice, random_scene
 from alltokens.io.checkpoint import atomic_write
 
@@ -39,12 +41,23 @@ SCENES_TMP = re.compile(r"\.scenes\.jsonl\..+\.tmp")
 
 
 class ShapesStream:
-    """Endless (image, scene) pairs, random access by index; iteration starts where `seek` put it."""
+    """Endless (image, scene) pairs, random access by index; iteration starts where `seek` put it.
+    With `canvas` (width, height) the `size` px scene sits in a picture of that size (`canvas.py`)."""
 
-    def __init__(self, seed: int, split: str = "train", size: int = 64):
+    def __init__(
+        self,
+        seed: int,
+        split: str = "train",
+        size: int = 64,
+        canvas: tuple[int, int] | None = None,
+        aligned: bool = True,
+    ):
         check_choice(split, SPLITS, "split")
         check_size(size)
-        self.seed, self.split, self.size = seed, split, size
+        if canvas is not None:
+            canvas = tuple(canvas)
+            check_canvas(size, canvas, (0, 0))
+        self.seed, self.split, self.size, self.canvas, self.aligned = seed, split, size, canvas, aligned
         self.position = 0
 
     def __getitem__(self, index: int) -> tuple[Image.Image, Scene]:
@@ -52,6 +65,8 @@ class ShapesStream:
             raise IndexError(f"a shapes stream is endless and has no item {index}")
         rng = random.Random(f"shapes:{self.seed}:{self.split}:{index}")
         scene = random_scene(rng, self.split)
+        if self.canvas is not None:
+            return render_in_canvas(scene, self.size, self.canvas, rng, self.aligned)[0], scene
         return render(scene, self.size, rng), scene
 
     def seek(self, index: int) -> None:
@@ -62,8 +77,14 @@ class ShapesStream:
         return (self[i] for i in itertools.count(self.position))
 
 
-def scene_stream(seed: int, split: str = "train", size: int = 64) -> ShapesStream:
-    return ShapesStream(seed, split, size)
+def scene_stream(
+    seed: int,
+    split: str = "train",
+    size: int = 64,
+    canvas: tuple[int, int] | None = None,
+    aligned: bool = True,
+) -> ShapesStream:
+    return ShapesStream(seed, split, size, canvas, aligned)
 
 
 def previous_images(out: Path) -> list[Path]:

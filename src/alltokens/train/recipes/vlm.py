@@ -19,6 +19,12 @@ image and chat special tokens), or "new": a small LM shaped by the preset, with 
 tokenizer (our CLIP recipe trains a BPE on the shapes world's captions and questions) or, if it has
 none, that same BPE trained here. A new LM's context is the image tokens plus `text_context`.
 
+Tiling (AnyRes, `max_tiles` > 1, under `max_image_tokens`) is a setting of the VLM it builds, so its
+run directory tiles at inference too; the images of both stages are tiled the same way, and a new LM's
+context leaves room for an image's largest layout. `canvas` [width, height] trains both stages on small
+objects in large scenes (`data.shapes.canvas`): the tower-sized scene placed on a tile of a larger
+picture, asked only what stays true there.
+
 The run directory: `config.json` (kind 'vlm'), `tokenizer.json`, `train.json`, and `model.safetensors`,
 which is the stage-1 model once stage 1 ends and the final model once stage 2 does. Stage 1 trains in
 the run directory itself (`trainer_state/`, `metrics.jsonl`, `loss.png`), stage 2 in `stage2/`. Resume
@@ -35,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from alltokens.data.shapes.render import check_canvas
 from alltokens.data.vqa import ChatFormat, VQABatches
 from alltokens.io.checkpoint import save_weights
 from alltokens.io.load import load_model
@@ -44,6 +51,7 @@ from alltokens.models.vlm import VLM, VLMConfig, image_token_count
 from alltokens.nn.config import Config, ConfigError
 from alltokens.tokenizers import Tokenizer, load_tokenizer
 from alltokens.tokenizers.text import TOKENIZER_FILE
+from alltokens.tokenizers.tiling import most_image_tokens
 from alltokens.train import distributed as dist
 from alltokens.train.config import TrainConfig
 from alltokens.train.objectives import next_token
@@ -66,6 +74,9 @@ class VLMRecipe(Config):
     feature_layer: int = -2
     drop_cls: bool = True
     pool: int = 1
+    max_tiles: int = 1  # AnyRes tiles per image (plus an overview); 1 = off
+    max_image_tokens: int | None = None  # the VLM's default image-token budget; None = no cap
+    canvas: list[int] | None = None  # [width, height]: train on scenes placed in a picture this large
     stage1: TrainConfig = field(default_factory=TrainConfig)
     stage2: TrainConfig = field(default_factory=TrainConfig)
     turns: int = 4  # question-answer turns per stage-2 conversation, each of a different kind
@@ -82,6 +93,8 @@ class VLMRecipe(Config):
             raise ConfigError(f"turns must be >= 1, got {self.turns}")
         if not 0 <= self.caption_fraction <= 1:
             raise ConfigError(f"caption_fraction must be in [0, 1], got {self.caption_fraction}")
+        if self.canvas is not None and len(self.canvas) != 2:
+            raise ConfigError(f"canvas must be [width, height], got {self.canvas}")
 
 
 def load_preset(preset: str | Path) -> VLMRecipe:
@@ -137,7 +150,8 @@ def resolve_recipe(
 
 
 def image_next_token(model: VLM, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-    """`next_token` with the batch's images spliced into their placeholders (one image per row)."""
+    """`next_token` with the batch's images spliced into their placeholders: each row's image is its
+    tiles (one without tiling), the batch's tiles in row order, so they fill the placeholders in order."""
     return next_token(functools.partial(model, pixels=batch["pixels"]), batch)
 
 
@@ -161,7 +175,8 @@ def train_vlm(
     recipe = resolve_recipe(preset, stage1_steps, stage2_steps, seed)
     torch.manual_seed(seed)
     tower = vision_tower(vision)
-    image_tokens = image_token_count(tower.cfg, recipe.drop_cls, recipe.pool)
+    per_tile = image_token_count(tower.cfg, recipe.drop_cls, recipe.pool)
+    image_tokens = most_image_tokens(per_tile, recipe.max_tiles, recipe.max_image_tokens)
     lm_model, tok = language_model(lm, Path(vision), recipe, image_tokens)
     chat = ChatFormat(tok)
     cfg = VLMConfig(
@@ -171,7 +186,11 @@ def train_vlm(
         feature_layer=recipe.feature_layer,
         drop_cls=recipe.drop_cls,
         pool=recipe.pool,
+        max_tiles=recipe.max_tiles,
+        max_image_tokens=recipe.max_image_tokens,
     )
+    if recipe.canvas is not None:  # before the run directory is made
+        check_canvas(tower.cfg.image_size, tuple(recipe.canvas), (0, 0))
     model = VLM(cfg)  # the projector keeps torch's default init, drawn from the seed
     model.vision.load_state_dict(tower.state_dict())
     model.lm.load_state_dict(lm_model.state_dict())
@@ -206,12 +225,12 @@ def run(model: VLM, chat: ChatFormat, recipe: VLMRecipe, out: Path, resume: bool
     for i, (train, run_dir, trainable, task) in enumerate(stages):
         batches = dict(
             chat=chat,
-            vision=cfg.vision,
-            image_tokens=cfg.image_tokens,
+            cfg=cfg,
             batch_size=train.batch_size,
             rank=dist.rank(),
             world_size=dist.world_size(),
             context=cfg.lm.max_position_embeddings,
+            canvas=recipe.canvas,
             **task,
         )
         seed = train.seed + 2 * i  # each stage and its validation see scenes of their own
