@@ -213,6 +213,8 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     from alltokens.tokenizers.patches import describe_grid
     from alltokens.tokenizers.tiling import choose_layout
 
+    if not args.tile and (args.max_image_tokens is not None or args.pool):
+        raise ValueError("--max-image-tokens and --pool choose an AnyRes layout: give --tile too")
     image = load_image(args.image)
     grid = describe_grid(args.size, args.size, args.patch)
     w, h = image.size
@@ -223,6 +225,22 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     if layout:
         print(f"AnyRes: {layout.describe()}")
     print(f"patch grid -> {out}")
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    import torch
+
+    from alltokens.data.shapes.probe import probe_tower
+    from alltokens.train.recipes.vlm import vision_tower
+
+    torch.manual_seed(0)
+    scores = probe_tower(vision_tower(args.model), args.layer, args.train_scenes, args.test_scenes)
+    print(
+        f"linear probes on layer {args.layer}'s patch tokens ({args.model}); held out: scenes of held-out pairs"
+    )
+    print(f"{'attribute':<10} {'train':>6} {'held out':>9} {'chance':>7}")
+    for s in scores:
+        print(f"{s.attribute:<10} {s.train:>6.1%} {s.held_out:>9.1%} {s.chance:>7.1%}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -385,6 +403,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-image-tokens", type=int, help="the image-token budget for --tile")
     e.add_argument("--pool", action="store_true", help="2x2-pool each tile's patch tokens")
     e.set_defaults(func=cmd_inspect)
+
+    e = sub.add_parser(
+        "probe", help="linear probes: what a vision tower's patch tokens say about shapes scenes"
+    )
+    e.add_argument("--model", required=True, help="a ViT or CLIP directory with a 3x3 patch grid")
+    e.add_argument("--layer", type=int, default=-2, help="-1 the last block, -2 the one before (LLaVA's)")
+    e.add_argument("--train-scenes", type=int, default=1500)
+    e.add_argument("--test-scenes", type=int, default=500)
+    e.set_defaults(func=cmd_probe)
 
     e = sub.add_parser("demo", help="the main job: train, sample, embed, and write an HTML report")
     e.add_argument("--out", default="runs/demo")

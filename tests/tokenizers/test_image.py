@@ -292,3 +292,5 @@ def test_cli_inspect_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys)
     assert main(["inspect", "ok.png", "--tile", "64", "--patch", "8", "--max-image-tokens", "10"]) == 2
     assert "budget of 10" in capsys.readouterr().err
     assert not (tmp_path / "ok-patches.png").exists()  # checked before anything is written
+    assert main(["inspect", "ok.png", "--max-image-tokens", "100"]) == 2  # a budget needs a tile size
+    assert "give --tile too" in capsys.readouterr().err
