@@ -7,10 +7,12 @@ held-out (colour, shape) pairs, `HELD_OUT`.
 - `render.py`: `render` (anti-aliased, varied like photographs) and `render_plain` (a second renderer);
 - `language.py`: `captions`, `caption`, `questions` (`QA`), and `objects_named` to score captions;
 - `stream.py`: `scene_stream` (endless, random access, resumable) and `write_shapes` (PNGs + JSONL);
-- `canvas.py`: small objects in large scenes (`render_in_canvas`) and the words still true of them.
+- `canvas.py`: small objects in large scenes (`render_in_canvas`) and the words still true of them;
+- `exam.py`: a model's exact-match score on held-out scenes (`exam_items`, `take_exam`).
 """
 
 from alltokens.data.shapes.canvas import canvas_captions, canvas_questions, render_in_canvas
+from alltokens.data.shapes.exam import ExamItem, ExamScore, exam_items, take_exam
 from alltokens.data.shapes.language import QA, QA_KINDS, caption, captions, objects_named, questions
 from alltokens.data.shapes.render import render, render_plain
 from alltokens.data.shapes.scene import (
@@ -29,6 +31,8 @@ from alltokens.data.shapes.stream import ShapesStream, scene_stream, write_shape
 __all__ = [
     "COLOURS",
     "COLS",
+    "ExamItem",
+    "ExamScore",
     "HELD_OUT",
     "QA",
     "QA_KINDS",
@@ -42,6 +46,7 @@ __all__ = [
     "captions",
     "canvas_captions",
     "canvas_questions",
+    "exam_items",
     "objects_named",
     "questions",
     "random_scene",
@@ -49,5 +54,6 @@ __all__ = [
     "render_in_canvas",
     "render_plain",
     "scene_stream",
+    "take_exam",
     "write_shapes",
 ]
