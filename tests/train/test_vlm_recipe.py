@@ -227,8 +227,8 @@ NOT_YET = pytest.mark.xfail(
     raises=AssertionError,
     strict=True,
     reason="the issue's floors are not reached on the tiny preset's minutes of CPU training. Measured (60 "
-    "scenes, a 1500-step shapes CLIP as the tower): 39% exact match on held-out scenes (colour 38%, shape 15%, position 17%, count 75%, exists 37%, "
-    "relation 59%), 50% on training scenes, 35% on render_plain, captions 0% (24% on training scenes); 4000 "
+    "scenes, a 1500-step shapes CLIP as the tower): 39% exact match on held-out scenes (colour 38%, "
+    "shape 15%, position 17%, count 75%, exists 37%, relation 59%), 50% on training scenes, 35% on render_plain, captions 0% (24% on training scenes); 4000 "
     "stage-2 steps instead of 600: 42%. Two limits, measured (train/recipes/vlm.py): the tiny CLIP's patch "
     "tokens hold shape only through colour (`alltokens probe`: 61% on training pairs, 11% on held-out ones), "
     "and the new LM does not learn to pick the object a question names (with 2-3 objects it answers another "
