@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -152,3 +154,27 @@ def test_checkpoint_of_another_grid_is_refused(tmp_path, random_weights):
 def test_our_vit_config_round_trips():
     cfg = vit.config_from_hf(HF_CONFIG)
     assert ViTConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_preprocessor_statistics_replace_the_defaults(tmp_path, random_weights):
+    """A DeiT-style directory: ImageNet mean and std in preprocessor_config.json, as transformers saves it."""
+    hf_dir(tmp_path, random_weights)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    transformers.ViTImageProcessor(image_mean=mean, image_std=std).save_pretrained(tmp_path)
+    cfg, _ = load_model(tmp_path)
+    assert (cfg.image_mean, cfg.image_std) == (mean, std)
+
+
+@pytest.mark.parametrize(
+    "stats, message",
+    [
+        ({"image_mean": [0.5, 0.5]}, "image_mean must be 3 numbers, got"),
+        ({"image_std": [0.5, 0.0, 0.5]}, "image_std must be 3 numbers above 0"),
+        ({"image_mean": "imagenet"}, "image_mean must be 3 numbers"),
+    ],
+)
+def test_bad_preprocessor_statistics_are_named(tmp_path, random_weights, stats, message):
+    hf_dir(tmp_path, random_weights)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(stats))
+    with pytest.raises(ConfigError, match=f"preprocessor_config.json: {message}"):
+        load_model(tmp_path)

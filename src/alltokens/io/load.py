@@ -4,6 +4,10 @@
 carry a `model_type`, which selects a converter module in `io/hf/` (config mapping plus one weight-name
 table per family). The result is the capability object for that kind (`pipelines.PIPELINES`): a
 `TextModel` for language models, a `SentenceEncoder` for BERT-family encoders, and so on.
+
+A Hugging Face image model's pixel statistics live beside its config, in `preprocessor_config.json`
+(`image_mean`, `image_std`): when that file is there they replace the family's defaults, so a DeiT
+(ImageNet statistics) is fed what it was trained on and not google/vit's 0.5.
 """
 
 from __future__ import annotations
@@ -15,6 +19,27 @@ import torch
 
 from alltokens.io.checkpoint import CheckpointError, load_into, load_weights, read_json
 from alltokens.nn.config import ConfigError
+
+PREPROCESSOR_FILE = "preprocessor_config.json"
+
+
+def apply_preprocessor(cfg: Any, path: Path) -> None:
+    """Set the image tower's `image_mean`/`image_std` from a Hugging Face preprocessor file, if any."""
+    vision = cfg if getattr(cfg, "kind", None) == "vit" else getattr(cfg, "vision", None)
+    if vision is None or not path.is_file():
+        return
+    raw = read_json(path)
+    stats = {key: raw.get(key) for key in ("image_mean", "image_std")} if isinstance(raw, dict) else {}
+    for key, value in stats.items():
+        if value is None:
+            continue
+        ok = isinstance(value, list) and all(isinstance(v, (int, float)) for v in value)
+        if not ok or len(value) != vision.num_channels or (key == "image_std" and min(value) <= 0):
+            raise ConfigError(
+                f"{path}: {key} must be {vision.num_channels} numbers"
+                f"{' above 0' if key == 'image_std' else ''}, got {value!r}"
+            )
+        setattr(vision, key, [float(v) for v in value])
 
 
 def load_model(path: str | Path, dtype: torch.dtype | None = None) -> tuple[Any, torch.nn.Module]:
@@ -34,6 +59,7 @@ def load_model(path: str | Path, dtype: torch.dtype | None = None) -> tuple[Any,
     elif "model_type" in raw:
         conv = converter_for(raw["model_type"], directory / "config.json")
         cfg = conv.config_from_hf(raw)
+        apply_preprocessor(cfg, directory / PREPROCESSOR_FILE)
         state = conv.state_dict_from_hf(state, cfg)
     else:
         raise ConfigError(

@@ -14,9 +14,9 @@ Our ViT has no pooler: HF's (a dense layer and tanh on [CLS], unused by classifi
 pooling) is dropped, like the task heads (`classifier.`, the masked-image `decoder.`) and the unused
 `embeddings.mask_token`. Pooling "cls" then gives HF's `last_hidden_state[:, 0]`.
 
-Pixels: `image_mean`/`image_std` keep ViTConfig's default 0.5, which is what `ViTImageProcessor` uses
-for google/vit-* checkpoints; a checkpoint trained with other statistics (DeiT's ImageNet ones, in its
-`preprocessor_config.json`) needs them set by hand.
+Pixels: `image_mean`/`image_std` default to ViTConfig's 0.5, which is what `ViTImageProcessor` uses
+for google/vit-* checkpoints; a directory's `preprocessor_config.json` (DeiT's ImageNet statistics, for
+one) replaces them when `io.load` reads it.
 """
 
 from __future__ import annotations
