@@ -4,6 +4,7 @@
     .venv/bin/python bench/clip_train.py              # 5 alternating repeats of 10 steps per side
     .venv/bin/python bench/clip_train.py --bf16       # the same with bfloat16 autocast on both sides
     .venv/bin/python bench/clip_train.py --quick      # a smoke run: 1 repeat of 2 steps
+    .venv/bin/python bench/clip_train.py --compile    # both models under torch.compile (as `compile: true`)
 
 The configuration (`SHAPE`): images 64x64 in 8px patches (64 patches + [CLS]), a 256-wide 4-layer
 4-head vision tower; a 256-wide 4-layer 4-head causal text tower over a 512-id vocabulary and 32-token
@@ -213,6 +214,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast on both sides")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat of 2 steps")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models (warm-up compiles)")
     args = parser.parse_args()
     if args.quick:
         args.steps, args.repeats = 2, 1
@@ -222,11 +224,14 @@ def main() -> None:
 
     theirs, ours = build_open_clip().train(), build_ours().train()
     copy_open_clip(ours, theirs)
+    if args.compile:  # the same compiler on both sides; the warm-up steps below pay the compilation
+        ours, theirs = torch.compile(ours), torch.compile(theirs)
     batch = make_batch()
     counts = {side: sum(p.numel() for p in m.parameters()) for side, m in zip(SIDES, (ours, theirs))}
     versions = dict(open_clip=open_clip.__version__, transformers=transformers.__version__)
     print(
-        f"# CLIP training step, {'bf16 autocast' if args.bf16 else 'fp32'}, batch {SHAPE['batch']}: {SHAPE}"
+        f"# CLIP training step, {'bf16 autocast' if args.bf16 else 'fp32'}"
+        f"{', torch.compile' if args.compile else ''}, batch {SHAPE['batch']}: {SHAPE}"
     )
     print(f"machine: {machine(**versions)}")
     print(f"parameters: ours {counts['ours']:,}, open_clip {counts['open_clip']:,}")
