@@ -218,7 +218,9 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     image = load_image(args.image)
     grid = describe_grid(args.size, args.size, args.patch)
     w, h = image.size
-    layout = args.tile and choose_layout(w, h, args.tile, args.patch, args.max_image_tokens, pool=args.pool)
+    layout = args.tile and choose_layout(
+        w, h, args.tile, args.patch, args.max_image_tokens, pool=2 if args.pool else 1
+    )
     out = args.out or f"{Path(args.image).stem}-patches.png"
     draw_patch_grid(fit_image(image, args.size, args.mode), args.patch).save(out)
     print(f"{args.image}: {w}x{h}, fitted ({args.mode}) to {args.size}x{args.size}\n{grid}")

@@ -24,7 +24,9 @@ def tiny_lm(**kw) -> LM:
 VARIANTS = {
     "llama-gqa": dict(num_key_value_heads=2, rope_theta=50000.0),
     "mqa": dict(num_key_value_heads=1),
-    "gpt2-like": dict(norm="layernorm", mlp="gelu_tanh", position_embedding="learned", qkv_bias=True, out_bias=True),
+    "gpt2-like": dict(
+        norm="layernorm", mlp="gelu_tanh", position_embedding="learned", qkv_bias=True, out_bias=True
+    ),
     "bert-like-post": dict(norm="layernorm", norm_position="post", final_norm=False, mlp="gelu"),
     "untied-headdim": dict(tie_word_embeddings=False, head_dim=16),
     "llama3-rope": dict(
@@ -46,7 +48,11 @@ def test_kv_cache_matches_full_forward(variant):
     with torch.no_grad():
         full = model(ids)
         cache = model.new_cache(3, 16)
-        chunks = [model(ids[:, :5], cache=cache), model(ids[:, 5:6], cache=cache), model(ids[:, 6:], cache=cache)]
+        chunks = [
+            model(ids[:, :5], cache=cache),
+            model(ids[:, 5:6], cache=cache),
+            model(ids[:, 6:], cache=cache),
+        ]
     torch.testing.assert_close(torch.cat(chunks, 1), full, atol=1e-5, rtol=1e-5)
     assert cache.length == 11
 
@@ -78,7 +84,9 @@ def test_unknown_config_field_is_named():
 
 def test_attention_equals_the_textbook_formula():
     """Single head, no positions: softmax(q k^T / sqrt(D)) v with a causal mask, written out by hand."""
-    cfg = TransformerConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, position_embedding="none")
+    cfg = TransformerConfig(
+        hidden_size=8, num_hidden_layers=1, num_attention_heads=1, position_embedding="none"
+    )
     attn = Transformer(cfg).blocks[0].attn
     x = torch.randn(1, 5, 8)
     q, k, v = attn.qkv(x).split(8, dim=-1)
@@ -100,7 +108,9 @@ def test_padding_mask_hides_pad_tokens():
 
 
 def test_cross_attention_uses_the_context():
-    cfg = TransformerConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, cross_attention=True, context_size=20)
+    cfg = TransformerConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=4, cross_attention=True, context_size=20
+    )
     core = Transformer(cfg).eval()
     core.init_weights()
     x, ctx = torch.randn(2, 5, 32), torch.randn(2, 7, 20)
@@ -112,7 +122,9 @@ def test_cross_attention_uses_the_context():
     keep = torch.tensor([[True] * 4 + [False] * 3] * 2)
     changed = ctx.clone()
     changed[:, 4:] += 5.0
-    torch.testing.assert_close(core(x, context=ctx, context_mask=keep), core(x, context=changed, context_mask=keep))
+    torch.testing.assert_close(
+        core(x, context=ctx, context_mask=keep), core(x, context=changed, context_mask=keep)
+    )
 
 
 def test_cache_overflow_is_an_error():

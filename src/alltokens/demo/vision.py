@@ -57,7 +57,7 @@ def _patches(report: Report) -> None:
     )
     report.image(draw_patch_grid(fit_image(photo, 224, "crop"), 16), "the photo cut into 16px patches")
     rows = []
-    for budget, pool in ((None, False), (1200, False), (400, True), (120, True)):
+    for budget, pool in ((None, 1), (1200, 1), (400, 2), (120, 2)):
         layout = choose_layout(w, h, tile=224, patch=16, max_image_tokens=budget, pool=pool)
         rows.append(("none" if budget is None else str(budget), layout.describe()))
     report.text(

@@ -55,15 +55,14 @@ def _pooled(pool: int) -> str:
     return f", {pool}x{pool} pooled" if pool > 1 else ""
 
 
-def pool_side(pool: int | bool) -> int:
-    """The side of the pooled blocks: an int n is n x n (1 = none); a bool is the `--pool` switch, 2x2."""
-    side = (2 if pool else 1) if isinstance(pool, bool) else pool
-    if not isinstance(side, int) or side < 1:
+def pool_side(pool: int) -> int:
+    """The side of the pooled blocks, checked: n pools n x n blocks (1 = none, 2 = 2x2)."""
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
         raise ValueError(f"pool must be a block side >= 1 (1 = no pooling, 2 = 2x2), got {pool!r}")
-    return side
+    return pool
 
 
-def tokens_per_tile(tile: int, patch: int, pool: int | bool = 1, cls: bool = False) -> int:
+def tokens_per_tile(tile: int, patch: int, pool: int = 1, cls: bool = False) -> int:
     """(tile/patch)^2 patch tokens, ceil(tile/patch / pool)^2 after pool x pool pooling (an odd grid
     rounds up), plus one when a [CLS] token is kept (`cls`)."""
     if patch < 1 or tile < patch or tile % patch:
@@ -88,7 +87,7 @@ def choose_layout(
     patch: int,
     max_image_tokens: int | None = None,
     max_tiles: int = 12,
-    pool: int | bool = 1,
+    pool: int = 1,
     overview: bool = True,
     cls: bool = False,
 ) -> TileLayout:
