@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from common import load_average, machine, reset_peak, rss_mb
+from common import every_repeat, load_average, machine, print_memory_table, reset_peak, rss_mb, speed_cells
 
 from alltokens.generate import SamplingSettings, generate_ids
 from alltokens.io.load import load_model
@@ -167,33 +166,14 @@ def main() -> None:
         notes = []
         for batch in args.batch_sizes:
             rates, check = speed(args, batch, models)
-            median = {side: statistics.median(r) for side, r in rates.items()}
-            best = {side: max(r) for side, r in rates.items()}
-            cells = [f"{median[s]:.1f} / {best[s]:.1f}" for s in SIDES]
-            ratios = (
-                f"{median['ours'] / median['transformers']:.2f}x / {best['ours'] / best['transformers']:.2f}x"
-            )
-            print(f"| {batch} | " + " | ".join(cells) + f" | {ratios} |", flush=True)
-            runs = "; ".join(f"{s} " + ", ".join(f"{r:.1f}" for r in rates[s]) for s in SIDES)
-            notes.append(f"batch {batch}: {check}; every repeat: {runs}")
+            print(f"| {batch} | " + " | ".join(speed_cells(rates, SIDES, 1)) + " |", flush=True)
+            notes.append(f"batch {batch}: {check}; every repeat: {every_repeat(rates, 1)}")
         print("\n" + "\n".join(notes))
         print(f"load average after the timing: {load_average()}")
         del models
-        if args.no_memory:
-            return
-        print(
-            "\n| batch | side | after imports (MB) | after load (MB) | peak while decoding (MB) | peak incl. load (MB) |"
-        )
-        print("|---|---|---|---|---|---|")
-        for batch in args.batch_sizes:
-            for side in ("ours", "transformers"):
-                m = memory(args, directory, side, batch)
-                during = "n/a" if m["decode_peak_mb"] is None else f"{m['decode_peak_mb']:.0f}"
-                row = f"| {batch} | {side} | {m['baseline_mb']:.0f} | {m['loaded_mb']:.0f} | {during} | {m['peak_mb']:.0f} |"
-                print(row, flush=True)
-        print(
-            "\neach row is a fresh process: python, torch, transformers and alltokens imported, then one model."
-        )
+        if not args.no_memory:
+            measure = lambda side, batch: memory(args, directory, side, batch)  # noqa: E731
+            print_memory_table(measure, args.batch_sizes, "while decoding", "decode_peak_mb")
 
 
 if __name__ == "__main__":

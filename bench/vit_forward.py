@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from common import load_average, machine, median_best, reset_peak, rss_mb
+from common import every_repeat, load_average, machine, print_memory_table, reset_peak, rss_mb, speed_cells
 
 from alltokens.io.load import load_model
 from alltokens.nn.inference import optimize_for_inference
@@ -154,30 +154,15 @@ def main() -> None:
         notes = []
         for batch in args.batch_sizes:
             rates, diff = speed(args, batch, models)
-            (m_ours, b_ours), (m_hf, b_hf) = median_best(rates["ours"]), median_best(rates["transformers"])
-            cells = ["{:.2f} / {:.2f}".format(*median_best(rates[s])) for s in SIDES]
-            ratio = f"{m_ours / m_hf:.2f}x / {b_ours / b_hf:.2f}x"
-            print(f"| {batch} | " + " | ".join(cells) + f" | {ratio} | {diff:.1e} |", flush=True)
-            runs = "; ".join(f"{s} " + ", ".join(f"{r:.2f}" for r in rates[s]) for s in SIDES)
-            notes.append(f"batch {batch}, every repeat: {runs}")
+            cells = speed_cells(rates, SIDES, 2)
+            print(f"| {batch} | " + " | ".join(cells) + f" | {diff:.1e} |", flush=True)
+            notes.append(f"batch {batch}, every repeat: {every_repeat(rates, 2)}")
         print("\n" + "\n".join(notes))
         print(f"load average after the timing: {load_average()}")
         del models
-        if args.no_memory:
-            return
-        print(
-            "\n| batch | side | after imports (MB) | after load (MB) | peak during forward (MB) | peak incl. load (MB) |"
-        )
-        print("|---|---|---|---|---|---|")
-        for batch in args.batch_sizes:
-            for side in ("ours", "transformers"):
-                m = memory(args, directory, side, batch)
-                during = "n/a" if m["forward_peak_mb"] is None else f"{m['forward_peak_mb']:.0f}"
-                row = f"| {batch} | {side} | {m['baseline_mb']:.0f} | {m['loaded_mb']:.0f} | {during} | {m['peak_mb']:.0f} |"
-                print(row, flush=True)
-        print(
-            "\neach row is a fresh process: python, torch, transformers and alltokens imported, then one model."
-        )
+        if not args.no_memory:
+            measure = lambda side, batch: memory(args, directory, side, batch)  # noqa: E731
+            print_memory_table(measure, args.batch_sizes, "during forward", "forward_peak_mb")
 
 
 if __name__ == "__main__":
