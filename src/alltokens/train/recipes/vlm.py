@@ -27,8 +27,9 @@ numbers, and `alltokens probe` reproduces the first point):
   colour-word embedding plus a cell code. Not better either: a third of the learning rate, 6 layers and
   8 heads, batches of 64, image tokens scaled down to the text embeddings' size (they are 150x larger),
   normalised features, the question before the image, and training the LM on captions in stage 1.
-  LLaVA's recipe starts from an LM that already reads; an LM pretrained to look things up in text is
-  the next thing to try.
+  Nor an LM pretrained for 2500 steps on the same conversations with the scene written in words where
+  the image goes (50% on position questions after 600 steps): looking words up in text is not the
+  lookup image tokens need, one token per object holding colour, shape and place.
 
 Parts: the vision tower is the `vision` directory's ViT, or its CLIP's image tower (our run directory
 or a Hugging Face `CLIPModel` one). The LM is an LM directory (with its tokenizer, which must have our
