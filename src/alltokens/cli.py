@@ -230,12 +230,9 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
-    import torch
-
     from alltokens.data.shapes.probe import probe_tower
     from alltokens.train.recipes.vlm import vision_tower
 
-    torch.manual_seed(0)
     scores = probe_tower(vision_tower(args.model), args.layer, args.train_scenes, args.test_scenes)
     print(
         f"linear probes on layer {args.layer}'s patch tokens ({args.model}); held out: scenes of held-out pairs"

@@ -17,26 +17,25 @@ numbers, and `alltokens probe` reproduces the first point):
   chance (36%). Greyscale views captioned without colours, 96-pixel images, four times more
   shape-changing near misses and 2.5x more CLIP steps left the shape probe where it was.
 - The new LM does not learn to pick the object a question names. Asked where an object is, it is right
-  whenever the scene has one object, and with two or three it names another object's place about half
-  the time: it reads places but ignores the description. Trained on position questions alone it reaches
-  45% in 400 steps, 60% in 1500 and 55% in 3500 (answer loss still falling); the full mix reaches 42%
-  held out (53% on training scenes) after 4000 steps. The same LM does learn the lookup on symbols
-  (9 slot ids, each a colour and a cell, then "where is <colour>", same optimiser and batch): at chance
-  among the objects for 900 steps, then a jump, 97% / 93% with 2 / 3 objects after 3000. Better features do not change this: with oracle image tokens (each patch's exact colour
-  and cell, no tower) it is 53% after 400 steps, and 25% when each object's token is the question's own
-  colour-word embedding plus a cell code. Not better either: a third of the learning rate, 6 layers and
-  8 heads, batches of 64, image tokens scaled down to the text embeddings' size (they are 150x larger),
-  normalised features, the question before the image, and training the LM on captions in stage 1.
-  Nor an LM pretrained for 2500 steps on the same conversations with the scene written in words where
-  the image goes (50% on position questions after 600 steps): looking words up in text is not the
-  lookup image tokens need, one token per object holding colour, shape and place.
-
-Parts: the vision tower is the `vision` directory's ViT, or its CLIP's image tower (our run directory
-or a Hugging Face `CLIPModel` one). The LM is an LM directory (with its tokenizer, which must have our
-image and chat special tokens), or "new": a small LM shaped by the preset, with the vision directory's
-tokenizer (our CLIP recipe trains a BPE on the shapes world's captions and questions) or, if it has
-none, that same BPE trained here. A new LM's context is the image tokens plus `text_context`.
-
+  whenever the scene has one object, and with two or three it names another object's place about half the
+  time: it reads places but ignores the description. Trained on position questions alone it reaches 45% in
+  400 steps, 60% in 1500 and 55% in 3500 (answer loss still falling); the full mix reaches 42% held out
+  (53% on training scenes) after 4000 steps. The same LM does learn the lookup on symbols (9 slot ids,
+  each a colour and a cell, then "where is <colour>", same optimiser and batch): at chance among the
+  objects for 900 steps, then a jump, 97% / 93% with 2 / 3 objects after 3000. Better features do not
+  change this: with oracle image tokens (each patch's exact colour and cell, no tower) it is 53% after 400
+  steps, and 25% when each object's token is the question's own colour-word embedding plus a cell code.
+  Not better either: a third of the learning rate, 6 layers and 8 heads, batches of 64, image tokens
+  scaled down to the text embeddings' size (they are 150x larger), normalised features, the question
+  before the image, and training the LM on captions in stage 1. Nor an LM pretrained for 2500 steps on the
+  same conversations with the scene written in words where the image goes (50% on position questions after
+  600 steps): looking words up in text is not the lookup image tokens need, one token per object holding
+  colour, shape and place. Parts: the vision tower is the `vision` directory's ViT, or its CLIP's image
+  tower (our run directory or a Hugging Face `CLIPModel` one). The LM is an LM directory (with its
+  tokenizer, which must have our image and chat special tokens), or "new": a small LM shaped by the
+  preset, with the vision directory's tokenizer (our CLIP recipe trains a BPE on the shapes world's
+  captions and questions) or, if it has none, that same BPE trained here. A new LM's context is the image
+  tokens plus `text_context`.
 Tiling (AnyRes, `max_tiles` > 1, under `max_image_tokens`) is a setting of the VLM it builds, so its
 run directory tiles at inference too; the images of both stages are tiled the same way, and a new LM's
 context leaves room for an image's largest layout. `canvas` [width, height] trains both stages on small
