@@ -13,7 +13,7 @@ def shapes_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CLIP trained on the shapes world with the packaged 'tiny' preset: the run directory.
 
     Trained once per session on one thread (the machine's cores are shared, and oversubscribed OpenMP
-    threads spin): 600 steps, 1.5 to 3 minutes. Its 48-pixel images are cut into 16-pixel patches, one
+    threads spin): 900 steps, 2 to 3 minutes. Its 48-pixel images are cut into 16-pixel patches, one
     token per cell of the shapes grid, so an object's place is which patch token holds it; its captions
     name the colour, shape, size and place of every object. The VLM tests use it as their vision tower.
     Read-only.

@@ -88,3 +88,19 @@ def test_max_pool_is_the_patchwise_maximum_and_skips_cls():
         with torch.no_grad():
             hidden = m(torch.randn(2, 3, 16, 16))  # (B, T, C)
             torch.testing.assert_close(m.pool(hidden), hidden[:, int(cls_token) :].max(dim=1).values)
+
+
+def test_max_grid_pool_starts_as_max_and_its_readout_tells_cells_apart():
+    """At init the grid readout is zero (training starts as max pooling); once it has weights, the
+    same patch tokens in other cells pool differently, which a max over patches cannot tell."""
+    m = model(pooling="max_grid", cls_token=False)
+    hidden = torch.randn(2, 16, 24)  # (B, N, C)
+    cells = torch.randperm(16, generator=torch.Generator().manual_seed(0))
+    moved = hidden[:, cells]  # the same patch tokens in other cells
+    with torch.no_grad():
+        torch.testing.assert_close(m.pool(hidden), hidden.max(dim=1).values)
+        torch.testing.assert_close(m.pool(moved), m.pool(hidden))
+        m.grid_readout.weight.normal_()
+        assert (m.pool(moved) - m.pool(hidden)).abs().max() > 1e-2
+    assert m.grid_readout.weight.shape == (24, 16 * 24)
+    assert model(pooling="max").grid_readout is None

@@ -173,12 +173,10 @@ def text_to_image_recall(m: CLIPModel, scenes: list, images: list) -> float:
 def test_shapes_clip_retrieves_held_out_combinations(shapes_clip):
     """100 held-out-combination scenes (each has a colour x shape pair never seen in training) as
     candidates, each scene's caption as the query, on the varied renderer and on plain PIL drawings
-    (a renderer the model never saw).
+    (a renderer the model never saw): the issue's floors, recall@1 >= 90% and >= 80%.
 
-    The issue asks for recall@1 >= 90% and >= 80%; the packaged 'tiny' preset is not there yet: 59%
-    and 51% on these scenes after its 600 steps (76% and 66% on other scenes after 1200 steps with a
-    larger position-table init). It names colours, shapes and sizes but often not places (see
-    `train/recipes/clip.py`). This guards what it reaches.
+    The packaged 'tiny' preset reached 100% and 94-96% in four seeds (0 to 3) (`train/recipes/clip.py`);
+    with max pooling alone it was 65% and 58%, the right objects in the wrong cells.
     """
     import random
 
@@ -192,7 +190,7 @@ def test_shapes_clip_retrieves_held_out_combinations(shapes_clip):
         m, scenes, [render(s, size, random.Random(i)) for i, s in enumerate(scenes)]
     )
     plain = text_to_image_recall(m, scenes, [render_plain(s, size) for s in scenes])
-    assert varied >= 0.5 and plain >= varied - 0.15, (varied, plain)
+    assert varied >= 0.9 and plain >= 0.8, (varied, plain)
 
 
 @pytest.mark.slow

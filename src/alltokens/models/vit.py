@@ -1,10 +1,18 @@
 """Vision Transformer (Dosovitskiy et al. 2020): patches are tokens.
 
-patchify -> linear -> (+ [CLS]) -> (+ positions) -> the core with no causal mask -> [CLS] or mean pool.
+patchify -> linear -> (+ [CLS]) -> (+ positions) -> the core with no causal mask -> [CLS], mean or max
+pool (or "max_grid", below).
 The patch projection is a `Linear` on `tokenizers.patches.patchify`, which equals the usual stride-p
 `Conv2d` (its weight reshaped), so Hugging Face ViT and CLIP vision towers load by a reshape. Positions
 are a learned table over the fixed grid (ViT, CLIP) or 2-D rotary (row, col) positions, which carry no
 table and so work at any grid size.
+
+Pooling "max_grid" is max pooling plus a linear readout of the whole grid of patch tokens, each
+patch with its own weights (a Linear on the flattened grid, N*C*C parameters: meant for small grids).
+Why: a max over patches keeps what is there but not where, so two scenes with the same objects in
+different cells pool alike; the readout keeps each cell apart. It starts at zero, so training starts
+as plain max pooling (a readout alone, like [CLS] or mean pooling, left every image embedding alike and
+a contrastive loss at log(batch): see `train/recipes/clip.py`).
 
 `ViTConfig` covers both families' switches: CLIP adds a LayerNorm before the blocks (`embedding_norm`),
 has no bias on the patch projection and uses quick GELU.
@@ -32,8 +40,9 @@ class ViTConfig(TransformerConfig):
     patch_size: int = 16
     num_channels: int = 3
     cls_token: bool = True  # a learned [CLS] token first; pooling "cls" reads it
-    # "max" over patch tokens picks out small objects from the first steps; mean dilutes them (recipes/clip.py)
-    pooling: Literal["cls", "mean", "max"] = "cls"
+    # "max" over patch tokens picks out small objects from the first steps; mean dilutes them (recipes/clip.py);
+    # "max_grid" adds a per-patch readout that keeps where they are (module docstring)
+    pooling: Literal["cls", "mean", "max", "max_grid"] = "cls"
     patch_bias: bool = True  # bias on the patch projection (ViT yes, CLIP no)
     embedding_norm: bool = False  # LayerNorm on the embedded tokens before the blocks (CLIP's pre_layrnorm)
     # pixel normalisation the tower was trained with: x = (rgb / 255 - mean) / std
@@ -92,6 +101,9 @@ class ViT(nn.Module):
         self.positions = nn.Embedding(cfg.num_tokens, C) if cfg.position_embedding == "learned" else None
         self.embedding_norm = nn.LayerNorm(C, eps=cfg.norm_eps) if cfg.embedding_norm else None
         self.dropout = nn.Dropout(cfg.hidden_dropout)
+        self.grid_readout = (
+            nn.Linear(cfg.num_patches * C, C, bias=False) if cfg.pooling == "max_grid" else None
+        )
         self.core = Transformer(cfg, linear)
         grid = patch_grid(cfg.grid, cfg.grid)  # (N, 2)
         if cfg.cls_token:  # [CLS] sits at (0, 0); the patches from (1, 1)
@@ -125,12 +137,17 @@ class ViT(nn.Module):
         return self.core(x, positions=positions, depth=depth)
 
     def pool(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden (B, T, C) -> (B, C): the [CLS] token, or the mean or max over patch tokens."""
+        """hidden (B, T, C) -> (B, C): the [CLS] token, or the mean or max over patch tokens (plus, for
+        "max_grid", the grid readout, scaled by 1/sqrt(N) like a sum of N terms)."""
         if self.cfg.pooling == "cls":
             return hidden[:, 0]
-        if self.cfg.pooling == "max":
-            return hidden[:, int(self.cfg.cls_token) :].amax(dim=1)
-        return hidden[:, int(self.cfg.cls_token) :].mean(dim=1)
+        patches = hidden[:, int(self.cfg.cls_token) :]  # (B, N, C)
+        if self.cfg.pooling == "mean":
+            return patches.mean(dim=1)
+        pooled = patches.amax(dim=1)  # (B, C)
+        if self.grid_readout is not None:
+            pooled = pooled + self.grid_readout(patches.flatten(1)) / self.cfg.num_patches**0.5
+        return pooled
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (B, 3, H, W) -> pooled image vectors (B, C)."""
@@ -138,7 +155,8 @@ class ViT(nn.Module):
 
     @torch.no_grad()
     def init_weights(self, std: float = 0.02) -> None:
-        """The core's init; N(0, std) for the patch projection, [CLS] and the position table."""
+        """The core's init; N(0, std) for the patch projection, [CLS] and the position table; zero for
+        the grid readout (training starts as max pooling)."""
         self.core.init_weights(std)
         self.patch_embed.weight.normal_(0.0, std)
         if self.patch_embed.bias is not None:
@@ -148,3 +166,5 @@ class ViT(nn.Module):
                 p.normal_(0.0, std)
         if self.embedding_norm is not None:
             self.embedding_norm.reset_parameters()
+        if self.grid_readout is not None:
+            self.grid_readout.weight.zero_()

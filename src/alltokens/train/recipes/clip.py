@@ -20,11 +20,16 @@ What it took to make a small CLIP learn on a CPU budget (measured on the shapes 
 - In a random batch colour words alone tell most captions apart, so the towers learn colours and
   little else; `data.image_text` therefore follows every scene with near misses (one object moved,
   resized, recoloured or reshaped) and trains only on captions that say where things are.
-- Places are learned last, and slowly: a place is a conjunction of "an object is here" and the
-  patch's position, which neither pooled vector encodes at first. The 'tiny' preset's 600 steps give
-  59% text-to-image recall@1 on 100 held-out scenes (1200 steps with a position table initialised at
-  std 0.3: 76%); most misses are the right objects in the wrong cells. Wider towers, a larger initial
-  temperature, more "move" near misses and 8-pixel patches did not do better per second of training.
+- Places were learned last, and slowly. A max over patch tokens keeps which objects are there but
+  not which cell holds each, so two scenes with the same objects in other cells pool alike: with max
+  pooling alone, 65-67% text-to-image recall@1 on 100 held-out scenes after 900 steps, most misses
+  the right objects in the wrong cells. Pooling "max_grid" adds a zero-initialised per-cell readout
+  of the patch grid (`models.vit`): 100% after the 'tiny' preset's 900 steps in four seeds, and
+  94-96% on plainly drawn scenes. Wider towers, a larger initial temperature, more "move" near
+  misses, 8-pixel patches, a convolutional stem and a larger position-table init did less.
+- The start is a plateau near log(batch), while every image and every caption still embed alike. With
+  20 warmup steps some seeds stayed there for 350 steps and ended at 74-79%; 100 warmup steps left
+  it within 150 steps in every seed tried.
 
 The run directory is a loadable model at every checkpoint: `config.json` (kind 'clip'),
 `tokenizer.json`, `model.safetensors`, plus `train.json`, `metrics.jsonl`, `loss.png` and
