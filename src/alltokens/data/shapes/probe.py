@@ -6,7 +6,11 @@ regression is fitted on the patch tokens of training-split scenes and scored on 
 held-out scenes. Attributes are probed on the patches that hold an object; the held-out score of colour,
 shape and size counts only objects of a `HELD_OUT` colour x shape pair, so a tower that reads shape
 through colour (a red thing is a circle, because in training red things were circles or squares) scores
-at or below chance there while scoring well on training pairs. The cell is probed on every patch.
+at or below chance there while scoring well on training pairs. The converse does not hold: the probe,
+fitted on training pairs, may itself lean on colour, which predicts shape among them. The tiny CLIP
+preset retrieves held-out scenes by their captions at 100% (a colour x shape pair it never saw, told
+from same-coloured near misses) while its shape probe scores 3-7% on them. The cell is probed on every
+patch.
 
 Patches and cells coincide only when the tower's grid is the scene's 3x3 grid (the tiny CLIP's 48-pixel
 images in 16-pixel patches); other grids are refused rather than probed on patches that cut objects.

@@ -11,31 +11,33 @@ Stage 1 assumes a pretrained LM, as LLaVA's does; with a new one it can only tun
 random LM, so the tiny preset keeps it short and stage 2 does the learning.
 
 What limits quality on a CPU budget (measured on held-out and training scenes; the slow tests hold the
-numbers, and `alltokens probe` reproduces the first point):
-- The tiny CLIP's patch tokens hold each cell (94% by a linear probe), colour (100%) and size (98%),
-  but shape only weakly (61% on training pairs) and through colour: 11% on held-out pairs, below
-  chance (36%). Greyscale views captioned without colours, 96-pixel images, four times more
-  shape-changing near misses and 2.5x more CLIP steps left the shape probe where it was.
+numbers):
+- Not the vision tower any more: the tiny CLIP retrieves held-out scenes at 100% (`recipes.clip`), and
+  its patch tokens hold each cell (90% by a linear probe) and colour (99%). With it, the preset scores
+  30% exact match held out (44% on training scenes); 6000 stage-2 steps instead of 600 give 43% (65%).
 - The new LM does not learn to pick the object a question names. Asked where an object is, it is right
-  whenever the scene has one object, and with two or three it names another object's place about half the
-  time: it reads places but ignores the description. Trained on position questions alone it reaches 45% in
-  400 steps, 60% in 1500 and 55% in 3500 (answer loss still falling); the full mix reaches 42% held out
-  (53% on training scenes) after 4000 steps. The same LM does learn the lookup on symbols (9 slot ids,
-  each a colour and a cell, then "where is <colour>", same optimiser and batch): at chance among the
-  objects for 900 steps, then a jump, 97% / 93% with 2 / 3 objects after 3000. Better features do not
-  change this: with oracle image tokens (each patch's exact colour and cell, no tower) it is 53% after 400
-  steps, and 25% when each object's token is the question's own colour-word embedding plus a cell code.
-  Not better either: a third of the learning rate, 6 layers and 8 heads, batches of 64, image tokens
-  scaled down to the text embeddings' size (they are 150x larger), normalised features, the question
-  before the image, and training the LM on captions in stage 1. Nor an LM pretrained for 2500 steps on the
-  same conversations with the scene written in words where the image goes (50% on position questions after
-  600 steps): looking words up in text is not the lookup image tokens need, one token per object holding
-  colour, shape and place. Parts: the vision tower is the `vision` directory's ViT, or its CLIP's image
-  tower (our run directory or a Hugging Face `CLIPModel` one). The LM is an LM directory (with its
-  tokenizer, which must have our image and chat special tokens), or "new": a small LM shaped by the
-  preset, with the vision directory's tokenizer (our CLIP recipe trains a BPE on the shapes world's
-  captions and questions) or, if it has none, that same BPE trained here. A new LM's context is the image
-  tokens plus `text_context`.
+  whenever the scene has one object; with two or three it names another object's place about half the
+  time. Image tokens standing for exact colours and cells (no tower) do no better: 54% on position
+  questions alone after 8000 steps, chance among the objects. Symbol tests with the same LM say why.
+  The answer needs two hops: carry the named colour from the question to the answer position, then
+  find the image token of that colour. With the colour word right before the answer (one hop), 9 slot
+  ids and "Q <colour>" are learned by 3000 steps (80% / 70% with 2 / 3 objects). With three tokens
+  between them, as in every chat prompt (the rest of the question, `<|end|><|assistant|>`), accuracy
+  stays at chance for about 6000 steps and only then rises (77% / 60% at 7500). None of these shortened
+  that plateau in 3000 steps: a third of the learning rate, an init std of 0.05 or 0.1, normalised
+  queries and keys, a copy-the-colour auxiliary task, scenes with 2-3 objects only, the question before
+  the image; nor batches of 64 (1250 steps) or six questions per sequence (2000 steps). In the VLM
+  itself (400-600 steps) neither did twice the learning rate, 6 layers and 8 heads, scaled or
+  normalised image tokens, captions in stage 1, or an LM pretrained on the conversations with the scene
+  in words.
+- Next: a way to form that circuit sooner (a prefix-LM mask over image and question, as PaliGemma
+  does, is untested), or a stage that gives the LM the steps it needs before the image is involved.
+
+Parts: the vision tower is the `vision` directory's ViT, or its CLIP's image tower (our run directory or
+a Hugging Face `CLIPModel` one). The LM is an LM directory (with its tokenizer, which must have our image
+and chat special tokens), or "new": a small LM shaped by the preset, with the vision directory's
+tokenizer (our CLIP recipe trains a BPE on the shapes world's captions and questions) or, if it has
+none, that same BPE trained here. A new LM's context is the image tokens plus `text_context`.
 Tiling (AnyRes, `max_tiles` > 1, under `max_image_tokens`) is a setting of the VLM it builds, so its
 run directory tiles at inference too; the images of both stages are tiled the same way, and a new LM's
 context leaves room for an image's largest layout. `canvas` [width, height] trains both stages on small
