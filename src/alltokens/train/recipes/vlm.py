@@ -32,13 +32,13 @@ numbers):
   in words.
 - Next: a way to form that circuit sooner. A prefix-LM mask (image and question attend both ways, as
   in PaliGemma) does in the symbol test: with seeds 1 and 2 it jumped at about 2000 steps and reached
-  94-99% by 4000-5000, where the causal LM with the same seeds was at 40-72% with 3 objects; answers of
+  94-99% by 4000-5000, where the causal LM with the same seeds was at 36-72% with 3 objects; answers of
   two tokens (row, then column) delay the jump by about 1000 steps. With slot tokens made by a projector
   from continuous features (RGB x 10, cell one-hot), it formed by 1000-2000 steps with the prefix mask
-  and not by 3000 without (seed 2). In the VLM itself position
-  questions stayed at 54% after 6000 steps with it, and at 53% after 4000 with oracle image tokens too;
-  what else in the real prompt slows it is not yet found. Or a stage that gives the LM the steps it
-  needs before the image is involved.
+  and not by 3000 without (seed 2). In the VLM itself it has not helped yet: position questions stayed
+  at 54% after 6000 steps (53% after 4000 with oracle image tokens), and the full mix reached 42% held
+  out after 5000; what else in the real prompt slows it is not yet found. Or a stage that gives the LM
+  the steps it needs before the image is involved.
 
 Parts: the vision tower is the `vision` directory's ViT, or its CLIP's image tower (our run directory or
 a Hugging Face `CLIPModel` one). The LM is an LM directory (with its tokenizer, which must have our image
