@@ -32,7 +32,7 @@ def test_example_layout_and_answer_only_targets(chat):
     image_block = [special(chat, "image_start"), *[special(chat, "image")] * K, special(chat, "image_end")]
     question, answer = tok.encode("what colour is the circle?"), tok.encode("red")
     end = special(chat, "end")
-    expected = [special(chat, "user"), *image_block, *question, end, special(chat, "assistant"), *answer, end]
+    expected = [special(chat, "user"), *question, *image_block, end, special(chat, "assistant"), *answer, end]
     assert ids == expected
     assert [i for i, t in zip(ids, targets) if t] == [*answer, end]
     assert tok.decode([i for i, t in zip(ids, targets) if t]) == "red<|end|>"
@@ -42,9 +42,9 @@ def test_markers_place_images_and_must_match_the_images(chat):
     ids, _ = chat.encode([{"role": "user", "content": "left <|image|> right", "images": ["a"]}], [2])
     text = chat.tokenizer.decode(ids)
     assert text == "<|user|>left <|image_start|><|image|><|image|><|image_end|> right<|end|><|assistant|>"
-    first, _ = chat.encode([{"role": "user", "content": "hi", "images": ["a", "b"]}], [1, 2])
-    assert chat.tokenizer.decode(first).startswith(
-        "<|user|><|image_start|><|image|><|image_end|><|image_start|><|image|><|image|><|image_end|>hi"
+    unmarked, _ = chat.encode([{"role": "user", "content": "hi", "images": ["a", "b"]}], [1, 2])
+    assert chat.tokenizer.decode(unmarked).startswith(  # no markers: the images after the text
+        "<|user|>hi<|image_start|><|image|><|image_end|><|image_start|><|image|><|image|><|image_end|><|end|>"
     )
     with pytest.raises(ValueError, match="2 <\\|image\\|> marker.*1 image"):
         chat.encode([{"role": "user", "content": "<|image|> and <|image|>", "images": ["a"]}], [K])
@@ -94,16 +94,21 @@ def config(chat: ChatFormat, **tiling) -> VLMConfig:
 
 
 def test_batches_are_deterministic_seekable_and_mask_only_answers(chat):
-    data = VQABatches(chat, config(chat), batch_size=4, seed=3, turns=3, caption_fraction=0.5)
+    data = VQABatches(chat, config(chat), batch_size=4, seed=3, questions=3, caption_fraction=0.5)
     b = data.batch(2)
     assert b["pixels"].shape == (4, 3, 24, 24) and b["ids"].shape == b["loss_mask"].shape
+    assert b["ids"].shape[0] == 12  # 4 images x 3 questions
     torch.testing.assert_close(data.batch(2)["ids"], b["ids"])
     data.seek(2)
     torch.testing.assert_close(next(iter(data))["pixels"], b["pixels"])
-    for row in range(4):
-        _, turns = data.item(2 * 4 + row)
+    # each image's three conversations are rows of their own, which share that image's pass of the tower
+    assert b["image_index"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    for row in range(12):
+        _, pairs = data.item(2 * 4 + row // 3)
+        question, answer = pairs[row % 3]
         targets = b["ids"][row][b["loss_mask"][row]]
-        assert chat.tokenizer.decode(targets) == "".join(f"{answer}<|end|>" for _, answer in turns)
+        assert chat.tokenizer.decode(targets) == f"{answer}<|end|>"
+        assert question in chat.tokenizer.decode(b["ids"][row])
         assert (b["ids"][row] == special(chat, "image")).sum() == 9
     other_rank = VQABatches(chat, config(chat), batch_size=4, seed=3, rank=1, world_size=2)
     torch.testing.assert_close(
@@ -121,23 +126,23 @@ def kind_of(question: str) -> str:
 
 
 def test_conversations_ask_different_kinds_and_sometimes_the_caption(chat):
-    data = VQABatches(chat, config(chat), batch_size=2, seed=1, turns=3, caption_fraction=0.3)
+    data = VQABatches(chat, config(chat), batch_size=2, seed=1, questions=3, caption_fraction=0.3)
     scenes = scene_stream(1, "train", 24)
     with_caption = 0
     for i in range(60):
-        _, turns = data.item(i)
+        _, pairs = data.item(i)
         scene = scenes[i][1]
-        qa_turns = [t for t in turns if t[0] != CAPTION_PROMPT]
-        assert len(qa_turns) == 3
-        assert len({kind_of(q) for q, _ in qa_turns}) == 3
-        if len(turns) == 4:
+        assert len(pairs) == 3
+        asked = [q for q, _ in pairs if q != CAPTION_PROMPT]
+        assert len({kind_of(q) for q in asked}) == len(asked)
+        if len(asked) == 2:  # the caption instead of one question
             with_caption += 1
-            assert (CAPTION_PROMPT, caption(scene)) in turns
+            assert (CAPTION_PROMPT, caption(scene)) in pairs
     assert 8 < with_caption < 30
 
 
 def test_caption_batches_answer_the_canonical_caption(chat):
-    data = VQABatches(chat, config(chat), batch_size=2, seed=0, task="caption", turns=3)
+    data = VQABatches(chat, config(chat), batch_size=2, seed=0, task="caption", questions=3)
     scenes = scene_stream(0, "train", 24)
     for i in range(3):
         assert data.item(i)[1] == [(CAPTION_PROMPT, caption(scenes[i][1]))]
@@ -145,8 +150,8 @@ def test_caption_batches_answer_the_canonical_caption(chat):
         VQABatches(chat, config(chat), 2, 0, task="vqa")
     with pytest.raises(ValueError, match="caption_fraction"):
         VQABatches(chat, config(chat), 2, 0, caption_fraction=1.5)
-    with pytest.raises(ValueError, match="turns"):
-        VQABatches(chat, config(chat), 2, 0, turns=0)
+    with pytest.raises(ValueError, match="questions"):
+        VQABatches(chat, config(chat), 2, 0, questions=0)
 
 
 def test_an_example_longer_than_the_context_is_an_error(chat):
@@ -157,16 +162,19 @@ def test_an_example_longer_than_the_context_is_an_error(chat):
 
 def test_tiled_batches_hold_each_images_tiles_in_row_order(chat):
     cfg = config(chat, max_tiles=6)  # a 72x48 canvas is 2x3 tiles of 24px + the overview: 7 x 9 tokens
-    data = VQABatches(chat, cfg, batch_size=3, seed=2, turns=2, canvas=(72, 48))
+    data = VQABatches(chat, cfg, batch_size=3, seed=2, questions=2, canvas=(72, 48))
     b = data.batch(1)
     assert b["pixels"].shape == (3 * 7, 3, 24, 24)
-    for row in range(3):
-        image, _ = data.item(3 + row)
+    tiles_of = [list(range(7 * j, 7 * j + 7)) for j in range(3)]  # image j's tiles, two rows each
+    assert b["image_index"].tolist() == [t for j in range(3) for _ in range(2) for t in tiles_of[j]]
+    for j in range(3):
+        image, _ = data.item(3 + j)
         assert image.size == (72, 48)
         tiles, (layout,) = tiled_pixels([image], cfg)
         assert (layout.rows, layout.cols, layout.overview) == (2, 3, True)
-        torch.testing.assert_close(b["pixels"][7 * row : 7 * (row + 1)], tiles)
-        assert (b["ids"][row] == special(chat, "image")).sum() == layout.image_tokens == 63
+        torch.testing.assert_close(b["pixels"][7 * j : 7 * (j + 1)], tiles)
+        for row in (2 * j, 2 * j + 1):
+            assert (b["ids"][row] == special(chat, "image")).sum() == layout.image_tokens == 63
     untiled = VQABatches(chat, config(chat), batch_size=3, seed=2, canvas=(72, 48)).batch(1)
     assert untiled["pixels"].shape == (3, 3, 24, 24)  # tiling off: the canvas shrunk to one input
     assert (untiled["ids"][0] == special(chat, "image")).sum() == 9
@@ -174,13 +182,13 @@ def test_tiled_batches_hold_each_images_tiles_in_row_order(chat):
 
 def test_large_scenes_are_asked_only_what_stays_true(chat):
     data = VQABatches(
-        chat, config(chat), batch_size=2, seed=4, turns=3, caption_fraction=0.5, canvas=(48, 72)
+        chat, config(chat), batch_size=2, seed=4, questions=3, caption_fraction=0.5, canvas=(48, 72)
     )
     for i in range(40):
-        image, turns = data.item(i)
+        image, pairs = data.item(i)
         scene = data.scenes[i][1]
         allowed = {(qa.question, qa.answer) for qa in canvas_questions(scene, random.Random(f"vqa:4:{i}"))}
-        for question, answer in turns:
+        for question, answer in pairs:
             if question == CAPTION_PROMPT:
                 assert answer == canvas_captions(scene)[0]
             else:

@@ -2,7 +2,7 @@
 
 The prompt format, built only here (training, `pipelines.vlm` and the tests all call `ChatFormat`):
 
-    <|user|><|image_start|><|image|> x K<|image_end|>what colour is the circle?<|end|><|assistant|>red<|end|>
+    <|user|>what colour is the circle?<|image_start|><|image|> x K<|image_end|><|end|><|assistant|>red<|end|>
 
 Each turn is a role token, its content and `<|end|>`; a prompt for generation ends with `<|assistant|>`
 and the model writes the answer and its own `<|end|>`, which is where decoding stops. An image is a
@@ -10,28 +10,36 @@ block of K placeholders between `<|image_start|>` and `<|image_end|>` (the marke
 image begins and ends, which matters once several images or tiles share a prompt). K is given per image,
 so a tiled image is one block of all its tiles' tokens (`tiled_pixels`: overview first, then the grid
 row-major) and needs no change here. In a message's text each `<|image|>` marker stands
-for one of its images; a message with images and no markers gets them all before its text (LLaVA's
-order). No bos: the first token is always a role token, never a placeholder, so a left-padded batch
-(the engine repeats the first token as padding) never gains placeholders.
+for one of its images; a message with images and no markers gets them all after its text.
+
+Why the image goes after the question: in a causal LM the image tokens then see the question, so each
+can tell whether it is what the question names, and the answer only has to find the token that says so.
+With the image first, the question's words must find the image tokens and the answer must find those
+words: two lookups that a new LM takes thousands of steps to form (measured in `train.recipes.vlm`).
+LLaVA's own instruction data has the image on either side of the question. No bos: the first token is
+always a role token, never a placeholder, so a left-padded batch (the engine repeats the first token as
+padding) never gains placeholders.
 
 Training targets are the assistant's tokens and the `<|end|>` closing them: the loss mask of
 `train.objectives.next_token` (answer-only loss).
 
-Batches (`VQABatches`): item i of a shapes stream, rendered at the vision tower's size, becomes one
-conversation about that image: the caption (the canonical one, `shapes.caption(scene)`, answering
-`CAPTION_PROMPT`), or `turns` questions of different kinds drawn among those the scene has (relations
-need two objects), phrased at random, with the caption request inserted at a random turn in a
-`caption_fraction` of them. Several turns per image are LLaVA's multi-turn instruction data, and here
-also what makes training fast: the image's tokens are paid for once and every answer is a target that
-needs them. Every choice for item i comes from an rng seeded with (seed, i), so batch n is a pure
-function of n: `seek` resumes exactly.
+Batches (`VQABatches`): item i of a shapes stream, rendered at the vision tower's size, becomes
+conversations about that image: the caption (the canonical one, `shapes.caption(scene)`, answering
+`CAPTION_PROMPT`), or `questions` questions of different kinds drawn among those the scene has (relations
+need two objects), phrased at random, with the caption asked instead of one of them for a
+`caption_fraction` of the images. Each question is its own one-turn conversation, a row of the batch,
+rather than a turn of one long conversation: only a first question would come before the image. The
+rows of one image share one pass of the vision tower (`image_index`), so every answer is a target that
+needs the image and the image is paid for once. Every choice for item i comes from an rng seeded with
+(seed, i), so batch n is a pure function of n: `seek` resumes exactly.
 
 Tiling and large scenes: images are tiled as the VLM's config says (`VLMConfig.layout`; one tile when
 tiling is off), so pixels are all the batch's tiles, row after row, and each row holds its image's
 tiles x K placeholders. With `canvas` the scenes are small objects in a larger picture
 (`shapes.canvas`), asked only the questions and captions that stay true there.
 
-Shape notation: B batch, N encoder images (tiles) in a batch, T tokens, h, w pixels.
+Shape notation: B images in a batch, R rows (conversations), N encoder images (tiles) in a batch, T
+tokens, h, w pixels.
 """
 
 from __future__ import annotations
@@ -72,7 +80,7 @@ class ChatFormat:
         """A message's text with one placeholder block per image (image_tokens[i] placeholders)."""
         parts = text.split(IMAGE)
         if len(parts) == 1:
-            parts = [""] * len(image_tokens) + parts
+            parts = parts + [""] * len(image_tokens)  # no markers: the images after the text
         elif len(parts) - 1 != len(image_tokens):
             raise ValueError(
                 f"the text has {len(parts) - 1} {IMAGE} marker(s) but {len(image_tokens)} image(s) were given"
@@ -120,8 +128,8 @@ class ChatFormat:
         return ids, targets
 
     def example(self, turns: Sequence[tuple[str, str]], image_tokens: int) -> tuple[list[int], list[bool]]:
-        """One training conversation about one image: the image opens the first user turn, then each
-        (question, answer) pair is a user turn and the assistant's reply."""
+        """One training conversation about one image: the image comes with the first user turn (after
+        its text), then each (question, answer) pair is a user turn and the assistant's reply."""
         messages: list[dict[str, Any]] = []
         for i, (question, answer) in enumerate(turns):
             messages.append({"role": "user", "content": question, "images": [None] if i == 0 else []})
@@ -147,12 +155,14 @@ def tiled_pixels(
 
 
 class VQABatches:
-    """Endless batches {"pixels" (N, 3, h, w), "ids" (B, T+1), "loss_mask" (B, T+1)} of shapes scenes,
-    rendered and tiled for the VLM of `cfg` (N = B without tiling).
+    """Endless batches {"pixels" (N, 3, h, w), "image_index" (R',), "ids" (R, T+1), "loss_mask" (R, T+1)}
+    of `batch_size` shapes scenes, rendered and tiled for the VLM of `cfg` (N = B without tiling).
 
-    `task="caption"` makes caption conversations (stage 1); `"qa"` makes `turns` question-answer turns
-    per image, with the caption asked too in a `caption_fraction` of them so that captioning survives
-    stage 2 (see the module docstring). Rows are
+    `task="caption"` makes one caption conversation per image (stage 1); `"qa"` makes `questions`
+    one-question conversations per image, of different kinds, the caption asked instead of one of them
+    for a `caption_fraction` of the images so that captioning survives stage 2 (see the module
+    docstring). Rows are the images' conversations, image after image; `image_index` lists, row after
+    row, which of the N encoder images fill that row's placeholders (`VLM.forward`). Rows are
     right-padded (causal attention never looks ahead, so padding needs no mask) and padding is no target.
     An example longer than `context` (the model's, when given) is an error, not silently cut. `canvas`
     (width, height) and `aligned` place each scene in a larger picture (`shapes.canvas`).
@@ -165,7 +175,7 @@ class VQABatches:
         batch_size: int,
         seed: int,
         task: str = "qa",
-        turns: int = 1,
+        questions: int = 1,
         caption_fraction: float = 0.0,
         split: str = "train",
         rank: int = 0,
@@ -176,25 +186,20 @@ class VQABatches:
     ):
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
-        if turns < 1:
-            raise ValueError(f"turns must be >= 1, got {turns}")
+        if questions < 1:
+            raise ValueError(f"questions must be >= 1, got {questions}")
         if not 0 <= caption_fraction <= 1:
             raise ValueError(f"caption_fraction must be in [0, 1], got {caption_fraction}")
         self.chat, self.cfg = chat, cfg
-        self.batch_size, self.seed, self.task, self.caption_fraction = (
-            batch_size,
-            seed,
-            task,
-            caption_fraction,
-        )
+        self.batch_size, self.seed, self.task = batch_size, seed, task
+        self.questions, self.caption_fraction = questions, caption_fraction
         self.scenes = scene_stream(seed, split, cfg.vision.image_size, canvas, aligned)
         self.pad_id = chat.tokenizer.pad_id if chat.tokenizer.pad_id is not None else chat.end_id
         self.rank, self.world_size, self.context = rank, world_size, context
-        self.turns = turns
         self.position = 0
 
     def item(self, index: int) -> tuple[Image.Image, list[tuple[str, str]]]:
-        """(image, [(question, answer), ...]) of stream item `index`."""
+        """(image, [(question, answer), ...]) of stream item `index`: one pair per conversation."""
         image, scene = self.scenes[index]
         rng = random.Random(f"vqa:{self.seed}:{index}")
         large = self.scenes.canvas is not None
@@ -204,12 +209,13 @@ class VQABatches:
         qas = canvas_questions(scene, rng) if large else questions(scene, rng)
         kinds = sorted({qa.kind for qa in qas})
         rng.shuffle(kinds)
-        turns = [
-            (qa.question, qa.answer) for qa in (self._pick(qas, kind, rng) for kind in kinds[: self.turns])
+        pairs = [
+            (qa.question, qa.answer)
+            for qa in (self._pick(qas, kind, rng) for kind in kinds[: self.questions])
         ]
         if rng.random() < self.caption_fraction:
-            turns.insert(rng.randrange(len(turns) + 1), (CAPTION_PROMPT, described))
-        return image, turns
+            pairs[rng.randrange(len(pairs))] = (CAPTION_PROMPT, described)
+        return image, pairs
 
     @staticmethod
     def _pick(qas: list[QA], kind: str, rng: random.Random) -> QA:
@@ -220,19 +226,25 @@ class VQABatches:
         first = (n * self.world_size + self.rank) * self.batch_size
         items = [self.item(first + j) for j in range(self.batch_size)]
         pixels, layouts = tiled_pixels([image for image, _ in items], self.cfg)  # (N, 3, h, w)
-        rows = [self.chat.example(turns, layout.image_tokens) for (_, turns), layout in zip(items, layouts)]
+        rows, image_index, tile = [], [], 0
+        for (_, pairs), layout in zip(items, layouts):
+            for pair in pairs:
+                rows.append(self.chat.example([pair], layout.image_tokens))
+                image_index += range(tile, tile + layout.tiles)
+            tile += layout.tiles
         T = max(len(ids) for ids, _ in rows)
         if self.context is not None and self.context < T - 1:
             raise ValueError(
                 f"a training example of {T - 1} input tokens exceeds the language model's context of "
                 f"{self.context} tokens; use a model with a longer context"
             )
-        ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)  # (B, T+1)
-        loss_mask = torch.zeros((len(rows), T), dtype=torch.bool)  # (B, T+1)
-        for b, (row, targets) in enumerate(rows):
-            ids[b, : len(row)] = torch.tensor(row)
-            loss_mask[b, : len(row)] = torch.tensor(targets)
-        return {"pixels": pixels, "ids": ids, "loss_mask": loss_mask}
+        ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)  # (R, T+1)
+        loss_mask = torch.zeros((len(rows), T), dtype=torch.bool)  # (R, T+1)
+        for r, (row, targets) in enumerate(rows):
+            ids[r, : len(row)] = torch.tensor(row)
+            loss_mask[r, : len(row)] = torch.tensor(targets)
+        index = torch.tensor(image_index, dtype=torch.long)  # (R',)
+        return {"pixels": pixels, "image_index": index, "ids": ids, "loss_mask": loss_mask}
 
     def seek(self, n: int) -> None:
         """Make the next iteration start at batch `n` (exact resume)."""

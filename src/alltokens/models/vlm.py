@@ -150,12 +150,18 @@ class VLM(nn.Module):
         mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
         last_only: bool = False,
+        image_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, T, V) of ids (B, T) with images spliced in: either their tokens image_embeds
         (M, C) or pixels (N, 3, h, w), one encoder image (a whole image or a tile) per K placeholders,
-        in order. No images: none may be in the prompt."""
+        in order. `image_index` (N',) says which of the N encoder images fills each run of K
+        placeholders, in order, so that several conversations about one image share one pass of the
+        tower (training batches do); without it each fills one run. No images: none may be in the prompt."""
         if image_embeds is None and pixels is not None:
-            image_embeds = self.image_tokens(pixels).flatten(0, 1)  # (N*K, C)
+            tokens = self.image_tokens(pixels)  # (N, K, C)
+            if image_index is not None:
+                tokens = tokens[image_index]  # (N', K, C)
+            image_embeds = tokens.flatten(0, 1)  # (N'*K, C)
         if image_embeds is None:
             image_embeds = self.lm.embed.tokens.weight.new_zeros(0, self.cfg.lm.hidden_size)  # (0, C)
         embeds = self.splice(ids, image_embeds)  # (B, T, C)

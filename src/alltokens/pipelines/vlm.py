@@ -56,7 +56,7 @@ class VisionLanguageModel:
 
     def generate(self, prompt: Prompt, images: Sequence[Any] = (), **sampling: Any) -> str:
         """The assistant's reply to `prompt`: a string with one `<|image|>` marker per image in `images`
-        (none: the images go first), or a list of chat messages {"role": "user"|"assistant",
+        (none: the images go after the text), or a list of chat messages {"role": "user"|"assistant",
         "content": str, "images": [...]} for several turns. Sampling arguments and `max_image_tokens` as
         `stream`."""
         return "".join(self.stream(prompt, images, **sampling))

@@ -3,42 +3,39 @@
 LLaVA's two stages (Liu et al. 2023, section 4.2), both with the generic `Trainer`, the vision tower
 frozen throughout:
 1. feature alignment: only the projector trains, on captions (`trainable=["projector"]`);
-2. instruction tuning: the projector and the LM train on conversations about each image (`turns`
-   questions of different kinds, see `data.vqa`), with the loss on the answer tokens only (`next_token`
-   with `loss_mask`); a `caption_fraction` of them also ask for the caption, so captioning survives.
+2. instruction tuning: the projector and the LM train on `questions` questions of different kinds per
+   image (see `data.vqa`), each its own one-turn conversation with the image after the question, the
+   rows of one image sharing its pass of the tower; the loss is on the answer tokens only (`next_token`
+   with `loss_mask`); a `caption_fraction` of the images are asked for the caption instead of one
+   question, so captioning survives.
 
 Stage 1 assumes a pretrained LM, as LLaVA's does; with a new one it can only tune the projector to a
 random LM, so the tiny preset keeps it short and stage 2 does the learning.
 
-What limits quality on a CPU budget (measured on held-out and training scenes; the slow tests hold the
-numbers):
-- Not the vision tower any more: the tiny CLIP retrieves held-out scenes at 100% (`recipes.clip`), and
-  its patch tokens hold each cell (90% by a linear probe) and colour (99%). With it, the preset scores
-  30% exact match held out (44% on training scenes); 6000 stage-2 steps instead of 600 give 43% (65%).
-- The new LM does not learn to pick the object a question names. Asked where an object is, it is right
-  whenever the scene has one object; with two or three it names another object's place about half the
-  time. Image tokens standing for exact colours and cells (no tower) do no better: 54% on position
-  questions alone after 8000 steps, chance among the objects. Symbol tests with the same LM say why.
-  The answer needs two hops: carry the named colour from the question to the answer position, then
-  find the image token of that colour. With the colour word right before the answer (one hop), 9 slot
-  ids and "Q <colour>" are learned by 3000 steps (80% / 70% with 2 / 3 objects). With three tokens
-  between them, as in every chat prompt (the rest of the question, `<|end|><|assistant|>`), accuracy
-  stays at chance for about 6000 steps and only then rises (77% / 60% at 7500). None of these shortened
-  that plateau in 3000 steps: a third of the learning rate, an init std of 0.05 or 0.1, normalised
-  queries and keys, a copy-the-colour auxiliary task, scenes with 2-3 objects only, the question before
-  the image; nor batches of 64 (1250 steps) or six questions per sequence (2000 steps). In the VLM
-  itself (400-600 steps) neither did twice the learning rate, 6 layers and 8 heads, scaled or
-  normalised image tokens, captions in stage 1, or an LM pretrained on the conversations with the scene
-  in words.
-- Next: a way to form that circuit sooner. A prefix-LM mask (image and question attend both ways, as
-  in PaliGemma) does in the symbol test: with seeds 1 and 2 it jumped at about 2000 steps and reached
-  94-99% by 4000-5000, where the causal LM with the same seeds was at 36-72% with 3 objects; answers of
-  two tokens (row, then column) delay the jump by about 1000 steps. With slot tokens made by a projector
-  from continuous features (RGB x 10, cell one-hot), it formed by 1000-2000 steps with the prefix mask
-  and not by 3000 without (seed 2). In the VLM itself it has not helped yet: position questions stayed
-  at 54% after 6000 steps (53% after 4000 with oracle image tokens), and the full mix reached 42% held
-  out after 5000; what else in the real prompt slows it is not yet found. Or a stage that gives the LM
-  the steps it needs before the image is involved.
+What limits quality on a CPU budget (measured on held-out and training scenes, 60 each; the slow tests
+hold the numbers):
+- The new LM learning to pick the object a question names. Every kind but count needs it: find the
+  image token the question describes, then read another of its attributes. With the image before the
+  question (LLaVA-1.5's order) that is two lookups in a row, the question's words finding image tokens
+  and the answer finding those words, and a new LM sits at chance on them for thousands of steps: image
+  tokens that stand for exact colours and cells (no tower) gave 54% on position questions after 8000
+  steps, chance among the objects, and a prefix-LM mask (PaliGemma) did not change that in the VLM.
+- Hence the image after the question (`data.vqa`): each image token then sees the question and can
+  tell whether it is the one named, and the answer only has to find it. A test bed with the real
+  tokenizer, prompts and questions, oracle image tokens (RGB, shape, size, cell through an MLP) and
+  this LM shows the effect on position questions: with 64 conversations a step the lookup forms by 500
+  steps in both seeds tried (one reached 96% held out), where the image-first order was at chance
+  after 1250; with 16 a step it formed by 1000 steps in one seed and not by 4000 in the other. Mixing
+  all six kinds slows each: after 1000 steps colour 45%, exists 48%, relation 50%, position 57%, shape
+  69%, count 93% on training scenes. No help in that test bed: keys initialised like queries (mimetic
+  init), 2 heads of 64, twice or three times the learning rate; image slots holding the scene as word
+  embeddings (image first) did worse.
+- With this order and 4 questions per image the preset scores 42% held out (44% on training scenes)
+  after 600 stage-2 steps, up from 30% with the image first and 4 turns per conversation; 1500 steps
+  give 50% (58%). The weakest kinds are shape (13-18% held out, 33-37% on training scenes) and captions
+  (0% held out): asked the shape of an object of a held-out pair, the model mostly names a shape seen
+  with that colour. The tower's patch tokens may not hold shape apart from colour, and the oracle tokens
+  did not test that.
 
 Parts: the vision tower is the `vision` directory's ViT, or its CLIP's image tower (our run directory or
 a Hugging Face `CLIPModel` one). The LM is an LM directory (with its tokenizer, which must have our image
@@ -105,8 +102,8 @@ class VLMRecipe(Config):
     canvas: list[int] | None = None  # [width, height]: train on scenes placed in a picture this large
     stage1: TrainConfig = field(default_factory=TrainConfig)
     stage2: TrainConfig = field(default_factory=TrainConfig)
-    turns: int = 4  # question-answer turns per stage-2 conversation, each of a different kind
-    caption_fraction: float = 0.2  # of stage-2 conversations that also ask for the caption
+    questions: int = 4  # stage-2 questions per image, each of a different kind and its own conversation
+    caption_fraction: float = 0.2  # of stage-2 images asked for the caption instead of one question
     vocab_size: int = 1024  # the BPE trained when neither the vision nor the LM directory has a tokenizer
     tokenizer_scenes: int = 1000
     description: str = ""
@@ -115,8 +112,8 @@ class VLMRecipe(Config):
     def __post_init__(self) -> None:
         if self.text_context <= 0:
             raise ConfigError(f"text_context must be positive, got {self.text_context}")
-        if self.turns < 1:
-            raise ConfigError(f"turns must be >= 1, got {self.turns}")
+        if self.questions < 1:
+            raise ConfigError(f"questions must be >= 1, got {self.questions}")
         if not 0 <= self.caption_fraction <= 1:
             raise ConfigError(f"caption_fraction must be in [0, 1], got {self.caption_fraction}")
         if self.canvas is not None and len(self.canvas) != 2:
@@ -176,9 +173,10 @@ def resolve_recipe(
 
 
 def image_next_token(model: VLM, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-    """`next_token` with the batch's images spliced into their placeholders: each row's image is its
-    tiles (one without tiling), the batch's tiles in row order, so they fill the placeholders in order."""
-    return next_token(functools.partial(model, pixels=batch["pixels"]), batch)
+    """`next_token` with the batch's images spliced into their placeholders: `image_index` names each
+    row's tiles (one per image without tiling), so the rows of one image share its pass of the tower."""
+    images = dict(pixels=batch["pixels"], image_index=batch["image_index"])
+    return next_token(functools.partial(model, **images), batch)
 
 
 def train_vlm(
@@ -245,7 +243,7 @@ def run(model: VLM, chat: ChatFormat, recipe: VLMRecipe, out: Path, resume: bool
             recipe.stage2,
             out / STAGE2_DIR,
             ["projector", "lm."],
-            dict(turns=recipe.turns, caption_fraction=recipe.caption_fraction),
+            dict(questions=recipe.questions, caption_fraction=recipe.caption_fraction),
         ),
     ]
     for i, (train, run_dir, trainable, task) in enumerate(stages):
