@@ -7,10 +7,11 @@ Weights are only ever read with safetensors (no pickle).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +125,15 @@ def load_weights(directory: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Strict `load_state_dict` that accepts a tied weight stored once under any of its names."""
+def load_into(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint", assign: bool = False
+) -> None:
+    """Strict `load_state_dict` that accepts a tied weight stored once under any of its names.
+
+    With `assign` the model's parameters become the state's tensors (cast to each parameter's dtype;
+    a view, such as a converter's transpose or slice of a fused weight, copied to its own storage)
+    instead of being copied into: for a model built by `empty_parameters`, whose parameters hold no
+    memory, so loading costs the weights once. Tied names are tied again to the tensor loaded."""
     groups: dict[int, list[str]] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         groups.setdefault(id(p), []).append(name)
@@ -137,7 +145,13 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: st
     ]
     if wrong:
         raise CheckpointError(f"{source} does not match the model config: wrong shapes {wrong[:8]}")
-    result = model.load_state_dict(state, strict=False)
+    if assign:  # each parameter its own contiguous storage of its dtype (a converter's views are not)
+        for name, t in state.items():
+            if name in expected:
+                t = t.to(expected[name].dtype)
+                whole = t.is_contiguous() and t.untyped_storage().nbytes() == t.numel() * t.element_size()
+                state[name] = t if whole else t.contiguous().clone()
+    result = model.load_state_dict(state, strict=False, assign=assign)
     loaded = set(state)
     missing = [
         name
@@ -152,3 +166,28 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: st
         problems.append(f"unexpected weights {extra[:8]}{' ...' if len(extra) > 8 else ''}")
     if problems:
         raise CheckpointError(f"{source} does not match the model config: " + "; ".join(problems))
+    if assign:
+        for names in groups.values():
+            kept = model.get_parameter(next(n for n in names if n in loaded))
+            for name in names:
+                owner, _, leaf = name.rpartition(".")
+                model.get_submodule(owner)._parameters[leaf] = kept
+
+
+@contextlib.contextmanager
+def empty_parameters() -> Iterator[None]:
+    """Build modules whose parameters live on the meta device (shapes, no memory, no init) while their
+    buffers (RoPE tables, grids) are computed as usual: the model to `load_into(..., assign=True)`.
+    The trick of accelerate's `init_empty_weights(include_buffers=False)`."""
+    register = torch.nn.Module.register_parameter
+
+    def on_meta(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
+        register(module, name, param)
+        if param is not None and param.device.type != "meta":
+            module._parameters[name] = torch.nn.Parameter(param.to("meta"), param.requires_grad)
+
+    torch.nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = register

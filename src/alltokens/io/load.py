@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from alltokens.io.checkpoint import CheckpointError, load_into, load_weights, read_json
+from alltokens.io.checkpoint import CheckpointError, empty_parameters, load_into, load_weights, read_json
 from alltokens.nn.config import ConfigError
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
@@ -65,8 +65,13 @@ def load_model(path: str | Path, dtype: torch.dtype | None = None) -> tuple[Any,
         raise ConfigError(
             f"{directory / 'config.json'} has neither our 'kind' nor a Hugging Face 'model_type'"
         )
-    model = build_model(cfg)
-    load_into(model, state, source=str(directory))
+    if "kind" in raw:  # the file's tensors become the parameters: the weights are held once
+        with empty_parameters():
+            model = build_model(cfg)
+        load_into(model, state, source=str(directory), assign=True)
+    else:  # a converter's transposes and slices are copied into a built model, then freed
+        model = build_model(cfg)
+        load_into(model, state, source=str(directory))
     if dtype is not None:
         model.to(dtype)
     return cfg, model.eval()
