@@ -35,7 +35,9 @@ hold the numbers):
   stage-2 compute did not clearly help (one run each, 60 scenes, runs differ by about 4 points): 1200
   steps 45%, 1500 steps 50%, 32 images a step 50%, 64 images a step for 300 steps 43%. The yes/no kinds
   mostly sit at one constant answer (relation 59%, exists 37% held out: the more common answer's share),
-  so the lookup that compares the objects a question names has not formed.
+  so the lookup that compares the objects a question names has not formed. Trained on those two kinds
+  alone for 600 steps, or on existence alone for 3000, they still gave one constant answer: the mix is
+  not what holds them back.
 - Shape: the tower does not tell it apart on held-out pairs, so shape questions (13-18% held out) and
   captions (0%) fail there. The tiny CLIP preset picks an object's shape among three captions that
   differ only in it for 63% of training-pair objects and 51% of held-out ones (chance 33%; 72% and 53%
