@@ -37,7 +37,9 @@ hold the numbers):
   mostly sit at one constant answer (relation 59%, exists 37% held out: the more common answer's share),
   so the lookup that compares the objects a question names has not formed. Trained on those two kinds
   alone for 600 steps, or on existence alone for 3000, they still gave one constant answer: the mix is
-  not what holds them back.
+  not what holds them back; nor the LM's size (256 wide, 6 layers: the same), nor the answers' tokens
+  (the shapes BPE writes a reply's first word without its space, "yes" as "ye" "s", "circle" in three
+  pieces; replies starting with a space, one token each, scored the same 43%).
 - Shape: the tower does not tell it apart on held-out pairs, so shape questions (13-18% held out) and
   captions (0%) fail there. The tiny CLIP preset picks an object's shape among three captions that
   differ only in it for 63% of training-pair objects and 51% of held-out ones (chance 33%; 72% and 53%
