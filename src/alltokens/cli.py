@@ -177,6 +177,13 @@ def cmd_export_hf(args: argparse.Namespace) -> None:
     print(f"Hugging Face directory written to {args.out}")
 
 
+def cmd_export_ours(args: argparse.Namespace) -> None:
+    from alltokens.io.export import export_ours
+
+    export_ours(args.model, args.out)
+    print(f"model written to {args.out} in our format")
+
+
 def cmd_embed(args: argparse.Namespace) -> None:
     import alltokens
 
@@ -358,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True)
     e.add_argument("--out", required=True)
     e.set_defaults(func=cmd_export_hf)
+    e = ex.add_parser("ours", help="our format, which loads in about one copy of the weights")
+    e.add_argument("--model", required=True, help="any model directory alltokens loads")
+    e.add_argument("--out", required=True)
+    e.set_defaults(func=cmd_export_ours)
 
     e = sub.add_parser("embed", help="sentence embeddings")
     e.add_argument("--model", required=True)

@@ -10,12 +10,13 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from alltokens.cli import main
-from alltokens.io.checkpoint import save_weights
-from alltokens.io.export import export_hf
+from alltokens.io.checkpoint import load_weights, save_weights
+from alltokens.io.export import export_hf, export_ours
 from alltokens.io.hf import gpt2, llama
 from alltokens.io.load import load_model
 from alltokens.models.lm import LM, LMConfig
 from alltokens.nn.config import ConfigError
+from alltokens.tokenizers import load_tokenizer
 
 transformers = pytest.importorskip("transformers")
 
@@ -179,3 +180,28 @@ def test_weights_the_family_has_no_name_for_are_refused(random_weights):
         ConfigError, match=r"no place in a Llama checkpoint: \['core\.blocks\.0\.adapter\.weight'\]"
     ):
         llama.state_dict_to_hf(state, cfg)
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2-untied"])
+def test_a_hugging_face_directory_exported_to_ours_loads_the_same(
+    name, tmp_path, random_weights, tokenizer_json
+):
+    """HF (here written by export_hf) -> ours: our config, our weight names, the tokenizer, same logits."""
+    cfg = LMConfig(bos_token_id=0, eos_token_id=1, pad_token_id=2, **CASES[name][1])
+    ours = write_checkpoint(tmp_path / "ours", cfg, random_weights, tokenizer_json)
+    export_hf(tmp_path / "ours", tmp_path / "hf")
+    assert main(["export", "ours", "--model", str(tmp_path / "hf"), "--out", str(tmp_path / "back")]) == 0
+    assert json.loads((tmp_path / "back" / "config.json").read_text())["kind"] == "lm"
+    _, imported = load_model(tmp_path / "hf")  # llama gains the zero o_proj bias it was written with
+    saved, expected = load_weights(tmp_path / "back"), imported.state_dict()
+    assert all(torch.equal(saved[k], expected[k]) for k in saved) and set(expected) - set(saved) <= {
+        "lm_head.weight"  # tied: stored once
+    }
+    ids = torch.randint(0, cfg.vocab_size, (2, 19), generator=torch.Generator().manual_seed(1))
+    _, back = load_model(tmp_path / "back")
+    with torch.no_grad():
+        torch.testing.assert_close(back(ids), ours(ids), rtol=0, atol=1e-6)
+    text = "the cat sat"
+    assert load_tokenizer(tmp_path / "back").encode(text) == load_tokenizer(tmp_path / "ours").encode(text)
+    with pytest.raises(ValueError, match="overwrite its source"):
+        export_ours(tmp_path / "back", tmp_path / "back")

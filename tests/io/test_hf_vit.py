@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from alltokens.io.checkpoint import CheckpointError, load_weights, save_weights
+from alltokens.io.export import export_ours
 from alltokens.io.hf import vit
 from alltokens.io.load import load_model
 from alltokens.models.vit import ViT, ViTConfig
@@ -178,3 +179,15 @@ def test_bad_preprocessor_statistics_are_named(tmp_path, random_weights, stats, 
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(stats))
     with pytest.raises(ConfigError, match=f"preprocessor_config.json: {message}"):
         load_model(tmp_path)
+
+
+def test_exported_to_ours_keeps_the_pixel_statistics_and_the_outputs(tmp_path, random_weights):
+    hf_dir(tmp_path / "hf", random_weights)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    transformers.ViTImageProcessor(image_mean=mean, image_std=std).save_pretrained(tmp_path / "hf")
+    export_ours(tmp_path / "hf", tmp_path / "ours")
+    cfg, ours = load_model(tmp_path / "ours")
+    assert (cfg.kind, cfg.image_mean, cfg.image_std) == ("vit", mean, std)
+    _, theirs = load_model(tmp_path / "hf")
+    with torch.no_grad():
+        torch.testing.assert_close(ours(pixels()), theirs(pixels()), rtol=0, atol=0)
