@@ -74,6 +74,7 @@ def cmd_train_vlm(args: argparse.Namespace) -> None:
 
     out = train_vlm(
         vision=args.vision,
+        second_vision=args.second_vision,
         lm=args.lm,
         out=args.out,
         data=args.data,
@@ -310,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = train.add_parser("vlm", help="train a vision-language model (LLaVA's two stages)")
     t.add_argument("--vision", required=True, help="a CLIP or ViT directory (ours or Hugging Face's)")
+    t.add_argument(
+        "--second-vision",
+        default=None,
+        help="a second CLIP or ViT directory whose features join the first's (same image size and patches)",
+    )
     t.add_argument("--lm", required=True, help="a language model directory, or 'new'")
     t.add_argument("--out", required=True)
     t.add_argument("--data", default="shapes")

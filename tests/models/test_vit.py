@@ -78,6 +78,8 @@ def test_bad_configs_and_inputs_are_refused():
         tiny(cls_token=False)
     with pytest.raises(ConfigError, match="causal"):
         tiny(causal=True)
+    with pytest.raises(ConfigError, match="contrast_floor"):
+        tiny(patch_features="shape_colour", contrast_floor=0.0)
     with pytest.raises(ValueError, match=r"\(B, 3, 16, 16\)"):
         model()(torch.zeros(1, 3, 32, 32))
 
@@ -104,3 +106,18 @@ def test_max_grid_pool_starts_as_max_and_its_readout_tells_cells_apart():
         assert (m.pool(moved) - m.pool(hidden)).abs().max() > 1e-2
     assert m.grid_readout.weight.shape == (24, 16 * 24)
     assert model(pooling="max").grid_readout is None
+
+
+def test_shape_colour_patches_feed_the_projection_and_recolouring_moves_only_the_colour_inputs():
+    """The projection reads [outline, colours]: a recoloured image changes the tokens only through the
+    colour inputs, so a projection that ignores them embeds both alike."""
+    m = model(patch_features="shape_colour")
+    assert m.patch_embed.in_features == 4 * 4 + 2 * 3 + 1
+    square = torch.full((1, 3, 16, 16), -0.8)
+    red, blue = square.clone(), square.clone()
+    red[:, :, 5:10, 5:10] = torch.tensor([0.9, -0.7, -0.7])[:, None, None]
+    blue[:, :, 5:10, 5:10] = torch.tensor([-0.7, -0.5, 0.9])[:, None, None]
+    assert not torch.allclose(m(red), m(blue))
+    with torch.no_grad():
+        m.patch_embed.weight[:, 16:] = 0  # colour inputs cut off
+    torch.testing.assert_close(m(red), m(blue))

@@ -95,6 +95,38 @@ def test_image_tokens_read_the_chosen_layer_without_cls(vlm):
     torch.testing.assert_close(last.image_tokens(pixels), vlm.projector(vlm.vision(pixels, depth=3)))
 
 
+def second_tower(**overrides) -> ViTConfig:
+    fields = dict(image_size=16, patch_size=4, hidden_size=12, num_hidden_layers=2, num_attention_heads=2)
+    return ViTConfig(**{**fields, "patch_features": "shape_colour", **overrides})
+
+
+def test_a_second_tower_joins_its_features_patch_by_patch_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    fused = VLM(tiny_config(second_vision=second_tower()))
+    fused.init_weights()
+    fused.eval()
+    assert fused.projector.linear_1.in_features == 24 + 12
+    pixels = torch.randn(2, 3, 16, 16)
+    # each tower's second-to-last layer: block 2 of the first's 3, block 1 of the second's 2; [CLS] dropped
+    joined = torch.cat([fused.vision(pixels, depth=2), fused.second_vision(pixels, depth=1)], -1)[:, 1:]
+    torch.testing.assert_close(fused.image_tokens(pixels), fused.projector(joined))
+    assert config_from_dict(fused.cfg.to_dict()) == fused.cfg
+    write_json(tmp_path / "config.json", fused.cfg.to_dict())
+    save_weights(tmp_path, fused.state_dict())
+    loaded_cfg, loaded = load_model(tmp_path)
+    assert loaded_cfg.second_vision == second_tower()
+    torch.testing.assert_close(loaded.eval().image_tokens(pixels), fused.image_tokens(pixels))
+
+
+@pytest.mark.parametrize(
+    "field, value", [("image_size", 32), ("patch_size", 8), ("cls_token", False), ("image_mean", [0.4] * 3)]
+)
+def test_towers_that_see_different_pixels_are_refused_naming_the_difference(field, value):
+    overrides = {field: value, **({"pooling": "mean"} if field == "cls_token" else {})}
+    with pytest.raises(ConfigError, match=f"differ in {field}"):
+        tiny_config(second_vision=second_tower(**overrides))
+
+
 def test_pooling_averages_2x2_patch_blocks(vlm):
     pooled = VLM(tiny_config(pool=2))
     pooled.load_state_dict(vlm.state_dict())

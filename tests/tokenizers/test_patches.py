@@ -2,7 +2,13 @@ import pytest
 import torch
 from torch import nn
 
-from alltokens.tokenizers.patches import patch_grid, patchify, pool_patches, unpatchify
+from alltokens.tokenizers.patches import (
+    patch_grid,
+    patchify,
+    pool_patches,
+    shape_colour_patches,
+    unpatchify,
+)
 
 
 def test_224_with_16px_patches_gives_196_tokens():
@@ -80,3 +86,32 @@ def test_pool_patches_odd_grid_averages_only_existing_cells():
 def test_pool_patches_rejects_wrong_grid():
     with pytest.raises(ValueError, match="3x3"):
         pool_patches(torch.zeros(1, 8, 2), 3, 3)
+
+
+def _disc_on(background: list[float], colour: list[float], size: int = 32) -> torch.Tensor:
+    """(1, 3, size, size) a soft-edged disc of `colour` in the top-left 16x16 patch, on `background`."""
+    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    alpha = (5.0 - ((yy - 8) ** 2 + (xx - 8) ** 2).sqrt()).clamp(0, 1)  # anti-aliased rim
+    bg, fg = torch.tensor(background)[:, None, None], torch.tensor(colour)[:, None, None]
+    return (bg + alpha * (fg - bg)).unsqueeze(0)
+
+
+def test_shape_colour_patches_keep_the_outline_apart_from_the_colour():
+    red = shape_colour_patches(_disc_on([0.8, 0.8, 0.8], [0.9, -0.8, -0.8]), 16)
+    blue = shape_colour_patches(_disc_on([-0.9, -0.9, -0.9], [-0.8, -0.6, 0.9]), 16)
+    assert red.shape == (1, 4, 16 * 16 + 2 * 3 + 1)
+    contrast = slice(0, 256)
+    # the same outline in another colour on another background: the same contrast map
+    torch.testing.assert_close(red[0, 0, contrast], blue[0, 0, contrast], atol=1e-5, rtol=0)
+    assert red[0, 0, contrast].max() == 1.0 and red[0, 0, contrast].min() == 0.0
+    # the colours are read apart: the disc's (weighted towards its solid middle) and the background's
+    assert (red[0, 0, 256:259] - torch.tensor([0.9, -0.8, -0.8])).abs().max() < 0.35
+    torch.testing.assert_close(red[0, 0, 259:262], torch.tensor([0.8, 0.8, 0.8]))
+    # empty patches: nothing over the floor, so no contrast and no coverage
+    assert red[0, 1:, contrast].abs().max() == 0.0 and red[0, 1:, -1].abs().max() == 0.0
+
+
+def test_shape_colour_patches_scale_faint_noise_by_the_floor_not_to_full_contrast():
+    noise = 0.01 * torch.randn(1, 3, 16, 16)
+    contrast = shape_colour_patches(noise, 16, floor=0.3)[0, 0, :256]
+    assert contrast.max() < 0.3

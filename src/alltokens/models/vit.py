@@ -3,7 +3,9 @@
 patchify -> linear -> (+ [CLS]) -> (+ positions) -> the core with no causal mask -> [CLS], mean or max
 pool (or "max_grid", below).
 The patch projection is a `Linear` on `tokenizers.patches.patchify`, which equals the usual stride-p
-`Conv2d` (its weight reshaped), so Hugging Face ViT and CLIP vision towers load by a reshape. Positions
+`Conv2d` (its weight reshaped), so Hugging Face ViT and CLIP vision towers load by a reshape. With
+`patch_features` "shape_colour" the projection reads each patch's outline and colours apart instead
+(`tokenizers.patches.shape_colour_patches`), a prior for scenes of flat-coloured objects. Positions
 are a learned table over the fixed grid (ViT, CLIP) or 2-D rotary (row, col) positions, which carry no
 table and so work at any grid size.
 
@@ -30,7 +32,7 @@ from torch import nn
 
 from alltokens.nn import ConfigError, Transformer, TransformerConfig
 from alltokens.nn.mlp import LinearFactory
-from alltokens.tokenizers.patches import patch_grid, patchify
+from alltokens.tokenizers.patches import patch_grid, patchify, shape_colour_patches
 
 
 @dataclass
@@ -44,6 +46,10 @@ class ViTConfig(TransformerConfig):
     # "max_grid" adds a per-patch readout that keeps where they are (module docstring)
     pooling: Literal["cls", "mean", "max", "max_grid"] = "cls"
     patch_bias: bool = True  # bias on the patch projection (ViT yes, CLIP no)
+    # what the patch projection reads: the patch's pixels, or its outline apart from its colours
+    # (`tokenizers.patches.shape_colour_patches`: composes colour x shape pairs never seen together)
+    patch_features: Literal["pixels", "shape_colour"] = "pixels"
+    contrast_floor: float = 0.3  # shape_colour: the colour distance below which a patch counts as empty
     embedding_norm: bool = False  # LayerNorm on the embedded tokens before the blocks (CLIP's pre_layrnorm)
     # pixel normalisation the tower was trained with: x = (rgb / 255 - mean) / std
     image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
@@ -72,10 +78,18 @@ class ViTConfig(TransformerConfig):
         super().__post_init__()
         if self.causal:
             raise ConfigError("a ViT is bidirectional: causal must be false")
+        if self.patch_features == "shape_colour" and not self.contrast_floor > 0:
+            raise ConfigError(f"contrast_floor must be > 0, got {self.contrast_floor}")
         if self.pooling == "cls" and not self.cls_token:
             raise ConfigError("pooling 'cls' needs cls_token = true")
         if len(self.image_mean) != self.num_channels or len(self.image_std) != self.num_channels:
             raise ConfigError(f"image_mean and image_std need {self.num_channels} values each")
+
+    @property
+    def patch_dim(self) -> int:
+        """Inputs of the patch projection per patch."""
+        p2 = self.patch_size * self.patch_size
+        return self.num_channels * p2 if self.patch_features == "pixels" else p2 + 2 * self.num_channels + 1
 
     @property
     def grid(self) -> int:
@@ -95,8 +109,8 @@ class ViT(nn.Module):
     def __init__(self, cfg: ViTConfig, linear: LinearFactory = nn.Linear):
         super().__init__()
         self.cfg = cfg
-        C, p = cfg.hidden_size, cfg.patch_size
-        self.patch_embed = nn.Linear(cfg.num_channels * p * p, C, bias=cfg.patch_bias)
+        C = cfg.hidden_size
+        self.patch_embed = nn.Linear(cfg.patch_dim, C, bias=cfg.patch_bias)
         self.cls = nn.Parameter(torch.zeros(1, 1, C)) if cfg.cls_token else None
         self.positions = nn.Embedding(cfg.num_tokens, C) if cfg.position_embedding == "learned" else None
         self.embedding_norm = nn.LayerNorm(C, eps=cfg.norm_eps) if cfg.embedding_norm else None
@@ -118,7 +132,11 @@ class ViT(nn.Module):
                 f"this ViT takes (B, {cfg.num_channels}, {cfg.image_size}, {cfg.image_size}) pixels, "
                 f"got {tuple(pixels.shape)}"
             )
-        x = self.patch_embed(patchify(pixels, cfg.patch_size))  # (B, N, C)
+        if cfg.patch_features == "pixels":
+            patches = patchify(pixels, cfg.patch_size)  # (B, N, C*p*p)
+        else:
+            patches = shape_colour_patches(pixels, cfg.patch_size, cfg.contrast_floor)  # (B, N, p*p+2C+1)
+        x = self.patch_embed(patches)  # (B, N, C)
         if self.cls is not None:
             x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)  # (B, T, C)
         if self.positions is not None:

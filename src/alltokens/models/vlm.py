@@ -6,6 +6,11 @@ An image becomes K vectors of the LM's width: the vision tower's hidden states a
 Those vectors replace, in order, the `<|image|>` placeholder tokens of the prompt (`image_token_id`),
 and the LM runs on the spliced embeddings. Everything after the projector is the plain `LM`.
 
+A second tower (`second_vision`) fuses its features with the first's, patch by patch along the
+channels, before the projector (Prismatic VLMs, Karamcheti et al. 2024; the mixture of features of
+Tong et al. 2024, "Eyes Wide Shut"): one tower's features can miss what another's hold. Both towers
+see the same pixels, so they must agree on image size, patch grid, [CLS] and pixel normalisation.
+
 Why the features are passed around flat, (M, C) for all images of a batch: the number of tokens an
 image turns into is decided by whoever builds the prompt, which writes that many placeholders. With
 AnyRes tiling (`max_tiles` > 1, LLaVA-NeXT) an image is several encoder inputs, tiles of the tower's
@@ -41,6 +46,7 @@ from alltokens.tokenizers.tiling import TileLayout, choose_layout, tokens_per_ti
 class VLMConfig(Config):
     kind: Literal["vlm"] = "vlm"
     vision: ViTConfig = field(default_factory=ViTConfig)
+    second_vision: ViTConfig | None = None  # a tower whose features join the first's (module docstring)
     lm: LMConfig = field(default_factory=LMConfig)
     image_token_id: int = 0  # the `<|image|>` placeholder id in the LM's vocabulary
     feature_layer: int = -2  # which block's output the features are: -1 the last, -2 LLaVA's choice
@@ -54,11 +60,20 @@ class VLMConfig(Config):
             raise ConfigError(
                 f"image_token_id {self.image_token_id} is outside the LM's vocabulary (0..{self.lm.vocab_size - 1})"
             )
-        L = self.vision.num_hidden_layers
-        if not -L <= self.feature_layer <= -1:
-            raise ConfigError(
-                f"feature_layer must be in -{L}..-1 for a {L}-layer vision tower, got {self.feature_layer}"
-            )
+        for tower in self.towers:
+            L = tower.num_hidden_layers
+            if not -L <= self.feature_layer <= -1:
+                raise ConfigError(
+                    f"feature_layer must be in -{L}..-1 for a {L}-layer vision tower, got {self.feature_layer}"
+                )
+        if self.second_vision is not None:
+            a, b = self.vision, self.second_vision
+            for name in ("image_size", "patch_size", "num_channels", "cls_token", "image_mean", "image_std"):
+                if getattr(a, name) != getattr(b, name):
+                    raise ConfigError(
+                        f"the two vision towers see the same pixels but differ in {name}: "
+                        f"{getattr(a, name)} and {getattr(b, name)}"
+                    )
         if self.pool < 1:
             raise ConfigError(f"pool must be >= 1 (1 = no pooling), got {self.pool}")
         if self.max_tiles < 1:
@@ -70,9 +85,12 @@ class VLMConfig(Config):
             )
 
     @property
-    def feature_depth(self) -> int:
-        """Blocks to run: -1 is all L, -2 is L - 1."""
-        return self.vision.num_hidden_layers + 1 + self.feature_layer
+    def towers(self) -> list[ViTConfig]:
+        return [self.vision] + ([self.second_vision] if self.second_vision is not None else [])
+
+    def feature_depth(self, tower: ViTConfig) -> int:
+        """Blocks of `tower` to run: -1 is all L, -2 is L - 1."""
+        return tower.num_hidden_layers + 1 + self.feature_layer
 
     @property
     def image_tokens(self) -> int:
@@ -114,13 +132,17 @@ class VLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.vision = ViT(cfg.vision)
-        self.projector = Projector(cfg.vision.hidden_size, cfg.lm.hidden_size)
+        self.second_vision = ViT(cfg.second_vision) if cfg.second_vision is not None else None
+        self.projector = Projector(sum(t.hidden_size for t in cfg.towers), cfg.lm.hidden_size)
         self.lm = LM(cfg.lm)
 
     def image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (N, 3, h, w) normalised as the tower expects -> image tokens (N, K, C)."""
         cfg = self.cfg
-        x = self.vision(pixels, depth=cfg.feature_depth)  # (N, T, Cv)
+        x = self.vision(pixels, depth=cfg.feature_depth(cfg.vision))  # (N, T, Cv)
+        if self.second_vision is not None:
+            second = self.second_vision(pixels, depth=cfg.feature_depth(cfg.second_vision))  # (N, T, Cv2)
+            x = torch.cat([x, second], dim=-1)  # (N, T, Cv + Cv2)
         cls, x = (x[:, :1], x[:, 1:]) if cfg.vision.cls_token else (x[:, :0], x)  # (N, 0|1, Cv), (N, P, Cv)
         if cfg.pool > 1:
             x, _, _ = pool_patches(x, cfg.vision.grid, cfg.vision.grid, cfg.pool)  # (N, P', Cv)
@@ -178,6 +200,8 @@ class VLM(nn.Module):
     def init_weights(self, std: float = 0.02) -> None:
         """Each part's own init; the projector PyTorch's default (its input is not unit-scale)."""
         self.vision.init_weights(std)
+        if self.second_vision is not None:
+            self.second_vision.init_weights(std)
         self.lm.init_weights(std)
         for linear in (self.projector.linear_1, self.projector.linear_2):
             linear.reset_parameters()

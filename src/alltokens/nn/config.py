@@ -22,6 +22,10 @@ class ConfigError(ValueError):
     """A config.json that cannot describe a model: unknown fields, wrong types, impossible shapes."""
 
 
+def _is_config(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, Config)
+
+
 @dataclass
 class Config:
     """Base for every config dataclass: JSON round trip and validation hooks."""
@@ -42,9 +46,9 @@ class Config:
             raise ConfigError(f"{cls.__name__}: unknown field(s) {unknown}")
         kwargs = {}
         for name, value in data.items():
-            hint = hints[name]
-            if isinstance(hint, type) and issubclass(hint, Config) and isinstance(value, dict):
-                value = hint.from_dict(value)
+            nested = [h for h in typing.get_args(hints[name]) or (hints[name],) if _is_config(h)]
+            if nested and isinstance(value, dict):  # a Config field, or an optional one (`X | None`)
+                value = nested[0].from_dict(value)
             kwargs[name] = value
         try:
             return cls(**kwargs)

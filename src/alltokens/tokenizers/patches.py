@@ -78,3 +78,28 @@ def describe_grid(width: int, height: int, patch: int) -> str:
     """E.g. "224x224 -> 14x14 patches of 16px = 196 tokens (+1 CLS)" (width x height, rows x cols)."""
     rows, cols = _grid(height, width, patch)
     return f"{width}x{height} -> {rows}x{cols} patches of {patch}px = {rows * cols} tokens (+1 CLS)"
+
+
+def shape_colour_patches(pixels: torch.Tensor, patch: int, floor: float = 0.3) -> torch.Tensor:
+    """(B, C, h, w) normalised pixels -> (B, N, p*p + 2C + 1) patch vectors that hold an object's
+    outline apart from its colour: [contrast map (p*p), foreground colour (C), background colour (C),
+    coverage (1)].
+
+    Why: a linear embedding of raw pixels sees a red triangle and a blue triangle as unrelated vectors
+    (a pixel's difference from the background is not linear in its RGB), so a tower learns one outline
+    template per colour and fails on colour x shape pairs it never saw (`train/recipes/vlm.py`). Here
+    the background is the image's per-channel median, the contrast map is each pixel's colour distance
+    to it scaled by the patch's largest distance (or `floor`, so an empty patch's noise stays small),
+    and the colours are the contrast-weighted mean of the patch and the background.
+    """
+    B, C, h, w = pixels.shape
+    background = pixels.flatten(2).median(dim=-1).values  # (B, C)
+    distance = (pixels - background[:, :, None, None]).norm(dim=1, keepdim=True)  # (B, 1, h, w)
+    distance = patchify(distance, patch)  # (B, N, p*p)
+    contrast = distance / distance.amax(dim=-1, keepdim=True).clamp_min(floor)  # (B, N, p*p) in [0, 1]
+    weights = contrast.unsqueeze(2)  # (B, N, 1, p*p)
+    colours = patchify(pixels, patch).unflatten(-1, (C, patch * patch))  # (B, N, C, p*p)
+    foreground = (colours * weights).sum(-1) / weights.sum(-1).clamp_min(1e-3)  # (B, N, C)
+    background = background.unsqueeze(1).expand(-1, contrast.shape[1], -1)  # (B, N, C)
+    coverage = contrast.mean(dim=-1, keepdim=True)  # (B, N, 1)
+    return torch.cat([contrast, foreground, background, coverage], dim=-1)

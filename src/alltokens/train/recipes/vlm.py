@@ -30,29 +30,43 @@ hold the numbers):
   69%, count 93% on training scenes. No help in that test bed: keys initialised like queries (mimetic
   init), 2 heads of 64, twice or three times the learning rate; image slots holding the scene as word
   embeddings (image first) did worse.
-- With this order and 4 questions per image the preset scores 42-46% held out (44-50% on training
-  scenes) after 600 stage-2 steps, up from 30% with the image first and 4 turns per conversation. More
-  stage-2 compute did not clearly help (one run each, 60 scenes, runs differ by about 4 points): 1200
-  steps 45%, 1500 steps 50%, 32 images a step 50%, 64 images a step for 300 steps 43%. The yes/no kinds
-  mostly sit at one constant answer (relation 59%, exists 37% held out: the more common answer's share),
-  so the lookup that compares the objects a question names has not formed. Trained on those two kinds
-  alone for 600 steps, or on existence alone for 3000, they still gave one constant answer: the mix is
-  not what holds them back; nor the LM's size (256 wide, 6 layers: the same), nor the answers' tokens
-  (the shapes BPE writes a reply's first word without its space, "yes" as "ye" "s", "circle" in three
-  pieces; replies starting with a space, one token each, scored the same 43%).
-- Shape: the tower does not tell it apart on held-out pairs, so shape questions (13-18% held out) and
-  captions (0%) fail there. The tiny CLIP preset picks an object's shape among three captions that
-  differ only in it for 63% of training-pair objects and 51% of held-out ones (chance 33%; 72% and 53%
-  after 3000 steps); a linear probe of its patch tokens scores 62-65% and 4-10% (`data.shapes.probe`).
-  Shape is visible at 48 px: an MLP on each cell's luminance contrast, normalised (colour removed by
-  hand), scores 97% on held-out pairs. This ViT learns shape slowly and through colour: trained
-  supervised on each cell's shape, at lr 2e-3 not at all in 1500 steps; at 3e-4 74% on training pairs
-  and 16% on held-out ones after 600 steps; with half its images in grayscale 55% held out after 600
-  steps and 78% after 2000. 8-px patches, 96-px images and a convolutional stem were no faster. In CLIP
-  training, none of these moved held-out shape past 57%: a quarter of the images in grayscale with the
-  colour words dropped (3000 steps), a 4x lower learning rate, a per-patch contrast channel beside the
-  pixels in the patch embedding. A tower for this VLM needs shape learned apart from colour, faster
-  than contrastive captions teach it.
+- With this order and 4 questions per image, stage 2 at a peak learning rate of 3e-3 for 600 steps
+  scored 42-46% held out (44-50% on training scenes); 1500 steps 50%, 32 images a step 50%, 64 a step
+  for 300 steps 43%. The preset's 1e-3 for 1500 steps scores 58% and 55% held out in seeds 0 and 1
+  (66% and 63% on training scenes): the lookups behind position and existence form between 1000 steps
+  (52%) and 1500; 2000 steps gave 53%. No help: training the tower in stage 2 too (held-out colour 12%,
+  shape 16%), an RMSNorm on the projector's output (image tokens are ~180 times the norm of word
+  embeddings; with it colour on training scenes fell from 71% to 25%).
+- The yes/no kinds often sit at one constant answer (held out with 3e-3: relation 59%, exists 37%, the
+  more common answer's share; with the preset relation 44-51%, exists 62-87%). Trained on those two
+  kinds alone for 600 steps, or on existence alone for 3000, they still gave one constant answer at
+  3e-3: the mix is not what holds them back; nor the LM's size (256 wide, 6 layers: the same), nor the
+  answers' tokens (the shapes BPE writes a reply's first word without its space, "yes" as "ye" "s",
+  "circle" in three pieces; replies starting with a space, one token each, scored the same 43%).
+- Shape: the tiny tower does not tell it apart on held-out pairs, so shape questions (17-20% held out)
+  and captions (0%; 24% on training scenes) fail there. The tiny CLIP preset picks an object's shape
+  among three captions that differ only in it for 63% of training-pair objects and 51% of held-out ones
+  (chance 33%; 72% and 53% after 3000 steps); a linear probe of its patch tokens scores 62-65% and
+  4-10% (`data.shapes.probe`). Shape is visible at 48 px: an MLP on each cell's luminance contrast,
+  normalised (colour removed by hand), scores 97% on held-out pairs. A linear patch embedding cannot
+  remove colour (a pixel's difference from the background is not linear in its RGB), so this ViT makes
+  one outline template per colour: trained supervised on each cell's shape, at 3e-4 74% on training
+  pairs and 16% on held-out ones after 600 steps; with half its images in grayscale 55% and 78% after
+  2000. In CLIP training none of these moved held-out shape past 57%: a quarter of the images in
+  grayscale with the colour words dropped, a random luminance remap, a 4x lower learning rate, a
+  per-patch contrast channel beside the pixels, 8-px patches, 96-px images, a convolutional stem.
+- A tower that reads each patch's outline apart from its colours (`patch_features` "shape_colour", the
+  CLIP preset 'tiny-outline') tells shape on held-out pairs (probe 75-91% against 6%), but its colour
+  probe falls to 11-34% (colour now read through shape). Beside the tiny tower as a second tower
+  (`second_vision`, features side by side, as Prismatic VLMs fuse DINOv2 and SigLIP), the same two
+  stages gave 59% and 51% held out in seeds 0 and 1 (shape 23% and 28%; colour 55% and 12%: in seed 1
+  the LM hardly read colour) and 77% and 67% on training scenes (captions 79% and 32%); the outline
+  tower alone (layer -3) 51% held out, colour 0%, shape 23%. Held-out shape answers stay below chance
+  (33%) even from tokens that hold shape apart from colour. That fits the LM's own prior: every training
+  question and caption that names a colour pairs it only with the shapes seen in it (no training
+  caption says "a red triangle" when red x triangle is held out), so p(shape | colour words) is near
+  zero for exactly the held-out pairs, and the image has to outweigh it after training on data where
+  the two never disagree.
 
 Parts: the vision tower is the `vision` directory's ViT, or its CLIP's image tower (our run directory or
 a Hugging Face `CLIPModel` one). The LM is an LM directory (with its tokenizer, which must have our image
@@ -207,8 +221,10 @@ def train_vlm(
     seed: int = 0,
     resume: bool = False,
     progress: bool = False,
+    second_vision: str | Path | None = None,
 ) -> Path:
-    """Train (or with `resume`, continue) a VLM in two stages; returns the run directory."""
+    """Train (or with `resume`, continue) a VLM in two stages; returns the run directory.
+    `second_vision`, a second ViT or CLIP directory, fuses its tower's features with the first's."""
     out = Path(out)
     check_out_dir(out, resume)
     if data not in DATA:
@@ -216,12 +232,14 @@ def train_vlm(
     recipe = resolve_recipe(preset, stage1_steps, stage2_steps, seed)
     torch.manual_seed(seed)
     tower = vision_tower(vision)
+    second = vision_tower(second_vision) if second_vision is not None else None
     per_tile = image_token_count(tower.cfg, recipe.drop_cls, recipe.pool)
     image_tokens = most_image_tokens(per_tile, recipe.max_tiles, recipe.max_image_tokens)
     lm_model, tok = language_model(lm, Path(vision), recipe, image_tokens)
     chat = ChatFormat(tok)
     cfg = VLMConfig(
         vision=tower.cfg,
+        second_vision=second.cfg if second is not None else None,
         lm=lm_model.cfg,
         image_token_id=chat.image_id,
         feature_layer=recipe.feature_layer,
@@ -234,11 +252,14 @@ def train_vlm(
         check_canvas(tower.cfg.image_size, tuple(recipe.canvas), (0, 0))
     model = VLM(cfg)  # the projector keeps torch's default init, drawn from the seed
     model.vision.load_state_dict(tower.state_dict())
+    if second is not None:
+        model.second_vision.load_state_dict(second.state_dict())
     model.lm.load_state_dict(lm_model.state_dict())
     record = {
         "preset": str(preset),
         "recipe": recipe.to_dict(),
         "vision": str(Path(vision).resolve()),
+        "second_vision": str(Path(second_vision).resolve()) if second_vision is not None else None,
         "lm": "new" if str(lm) == "new" else str(Path(lm).resolve()),
         "tokenizer_sha256": common.tokenizer_sha256(tok),
         "data": data,
