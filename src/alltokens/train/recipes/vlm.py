@@ -59,14 +59,19 @@ hold the numbers):
   CLIP preset 'tiny-outline') tells shape on held-out pairs (probe 75-91% against 6%), but its colour
   probe falls to 11-34% (colour now read through shape). Beside the tiny tower as a second tower
   (`second_vision`, features side by side, as Prismatic VLMs fuse DINOv2 and SigLIP), the same two
-  stages gave 59% and 51% held out in seeds 0 and 1 (shape 23% and 28%; colour 55% and 12%: in seed 1
-  the LM hardly read colour) and 77% and 67% on training scenes (captions 79% and 32%); the outline
-  tower alone (layer -3) 51% held out, colour 0%, shape 23%. Held-out shape answers stay below chance
-  (33%) even from tokens that hold shape apart from colour. That fits the LM's own prior: every training
-  question and caption that names a colour pairs it only with the shapes seen in it (no training
-  caption says "a red triangle" when red x triangle is held out), so p(shape | colour words) is near
-  zero for exactly the held-out pairs, and the image has to outweigh it after training on data where
-  the two never disagree.
+  stages gave 51-59% held out in three runs (shape 22-28%, captions 6-11%; in one the LM hardly read
+  colour: 12%) against 55-58% with the tiny tower alone, and 67-77% on training scenes (captions 32-87%)
+  against 63-66% (24%); the outline tower alone (layer -3) 51% held out, colour 0%, shape 23%.
+- Where held-out shape fails (the fused run, `ask`, 60 scenes each): asked the shape of an object named
+  by its colour ("what shape is the red object?", the data's phrasing), 81% right on training pairs and
+  0% on held-out ones; the same objects named by place alone ("what shape is the object at the top
+  left?", a phrasing never trained on), 55% and 51%. The tiny tower alone: 44% and 0%, 32% and 29%. So
+  the image tokens carry shape on held-out pairs; the colour word rules the right answer out. Training
+  never pairs a colour word with a shape not seen in that colour, so the LM learns that, say, red things
+  are not triangles, and no training example makes image and prior disagree. Keeping the reply from
+  attending to the question's words (only the image tokens, which see the question, may) left it as it
+  was (held-out shape 29% against 31%, first answer token): the prior passes through the image tokens.
+  Held-out captions fail the same way: the word after "red" is never "triangle" in training.
 
 Parts: the vision tower is the `vision` directory's ViT, or its CLIP's image tower (our run directory or
 a Hugging Face `CLIPModel` one). The LM is an LM directory (with its tokenizer, which must have our image
