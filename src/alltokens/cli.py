@@ -241,7 +241,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
     from alltokens.data.shapes.probe import probe_tower
     from alltokens.train.recipes.vlm import vision_tower
 
-    scores = probe_tower(vision_tower(args.model), args.layer, args.train_scenes, args.test_scenes)
+    scores = probe_tower(vision_tower(args.model, "--model"), args.layer, args.train_scenes, args.test_scenes)
     print(
         f"linear probes on layer {args.layer}'s patch tokens ({args.model}); held out: scenes of held-out pairs"
     )

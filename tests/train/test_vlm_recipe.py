@@ -222,6 +222,8 @@ def test_bad_runs_are_refused_with_a_reason(parts, tmp_path):
         train_vlm(parts / "vit", "new", tmp_path / "full", preset=preset)
     with pytest.raises(ValueError, match="--vision .* holds a 'lm' model"):
         train_vlm(parts / "lm", "new", tmp_path / "a", preset=preset)
+    with pytest.raises(ValueError, match="--second-vision .* holds a 'lm' model"):
+        train_vlm(parts / "vit", "new", tmp_path / "a", preset=preset, second_vision=parts / "lm")
     with pytest.raises(ValueError, match="--lm .* holds a 'vit' model"):
         train_vlm(parts / "vit", parts / "vit", tmp_path / "b", preset=preset)
     with pytest.raises(ValueError, match="unknown VLM data 'digits'"):

@@ -161,14 +161,15 @@ def load_preset(preset: str | Path) -> VLMRecipe:
     return common.load_preset(preset, "vlm", VLMRecipe)
 
 
-def vision_tower(path: str | Path) -> ViT:
-    """The ViT of a ViT directory, or the image tower of a CLIP directory (ours or Hugging Face's)."""
+def vision_tower(path: str | Path, flag: str = "--vision") -> ViT:
+    """The ViT of a ViT directory, or the image tower of a CLIP directory (ours or Hugging Face's);
+    `flag` names the option that gave `path` in the error."""
     cfg, model = load_model(path)
     if cfg.kind == "vit":
         return model
     if cfg.kind == "clip":
         return model.vision
-    raise ValueError(f"--vision {path} holds a {cfg.kind!r} model; a VLM needs a ViT or CLIP directory")
+    raise ValueError(f"{flag} {path} holds a {cfg.kind!r} model; a vision tower is a ViT or CLIP directory")
 
 
 def language_model(
@@ -237,7 +238,7 @@ def train_vlm(
     recipe = resolve_recipe(preset, stage1_steps, stage2_steps, seed)
     torch.manual_seed(seed)
     tower = vision_tower(vision)
-    second = vision_tower(second_vision) if second_vision is not None else None
+    second = vision_tower(second_vision, "--second-vision") if second_vision is not None else None
     per_tile = image_token_count(tower.cfg, recipe.drop_cls, recipe.pool)
     image_tokens = most_image_tokens(per_tile, recipe.max_tiles, recipe.max_image_tokens)
     lm_model, tok = language_model(lm, Path(vision), recipe, image_tokens)
