@@ -211,7 +211,8 @@ def test_outline_tower_tells_shape_on_held_out_pairs(tmp_path):
     """The 'tiny-outline' preset's reason to exist: its patch tokens say an object's shape also for the
     colour x shape pairs it never saw. A linear probe fitted on training-pair objects, scored on
     held-out-pair objects (`data.shapes.probe`): 75% after 900 steps (seed 0), where the 'tiny' preset's
-    tower, reading shape through colour, scores 6%."""
+    tower, reading shape through colour, scores 6%; the outline tower after 5 steps, near its init,
+    already 60% (its inputs hold the outline), so the floor asks for what training adds."""
     from alltokens.data.shapes.probe import probe_tower
 
     torch.set_num_threads(1)
@@ -219,4 +220,4 @@ def test_outline_tower_tells_shape_on_held_out_pairs(tmp_path):
     m = alltokens.load(out)
     assert m.cfg.vision.patch_features == "shape_colour"
     shape = {s.attribute: s for s in probe_tower(m.model.vision, -2, 800, 300)}["shape"]
-    assert shape.held_out >= 0.6, shape
+    assert shape.held_out >= 0.7, shape
