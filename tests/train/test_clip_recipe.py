@@ -210,7 +210,7 @@ def test_digits_clip_classifies_the_test_split_zero_shot(tmp_path):
 def test_outline_tower_tells_shape_on_held_out_pairs(tmp_path):
     """The 'tiny-outline' preset's reason to exist: its patch tokens say an object's shape also for the
     colour x shape pairs it never saw. A linear probe fitted on training-pair objects, scored on
-    held-out-pair objects (`data.shapes.probe`): 75% after 900 steps (seed 0), where the 'tiny' preset's
+    held-out-pair objects (`data.shapes.probe`): 74-75% after 900 steps (seed 0), where the 'tiny' preset's
     tower, reading shape through colour, scores 6%; the outline tower after 5 steps, near its init,
     already 60% (its inputs hold the outline), so the floor asks for what training adds."""
     from alltokens.data.shapes.probe import probe_tower
@@ -220,4 +220,4 @@ def test_outline_tower_tells_shape_on_held_out_pairs(tmp_path):
     m = alltokens.load(out)
     assert m.cfg.vision.patch_features == "shape_colour"
     shape = {s.attribute: s for s in probe_tower(m.model.vision, -2, 800, 300)}["shape"]
-    assert shape.held_out >= 0.7, shape
+    assert shape.held_out >= 0.68, shape
