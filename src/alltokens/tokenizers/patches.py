@@ -92,7 +92,7 @@ def shape_colour_patches(pixels: torch.Tensor, patch: int, floor: float = 0.3) -
     to it scaled by the patch's largest distance (or `floor`, so an empty patch's noise stays small),
     and the colours are the contrast-weighted mean of the patch and the background.
     """
-    B, C, h, w = pixels.shape
+    C = pixels.shape[1]
     background = pixels.flatten(2).median(dim=-1).values  # (B, C)
     distance = (pixels - background[:, :, None, None]).norm(dim=1, keepdim=True)  # (B, 1, h, w)
     distance = patchify(distance, patch)  # (B, N, p*p)
