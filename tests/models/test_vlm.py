@@ -118,6 +118,30 @@ def test_a_second_tower_joins_its_features_patch_by_patch_and_round_trips(tmp_pa
     torch.testing.assert_close(loaded.eval().image_tokens(pixels), fused.image_tokens(pixels))
 
 
+def test_feature_norm_normalises_each_towers_features_on_their_own(tmp_path):
+    torch.manual_seed(0)
+    plain = VLM(tiny_config(second_vision=second_tower()))
+    normed = VLM(tiny_config(second_vision=second_tower(), feature_norm=True))
+    normed.init_weights()
+    plain.load_state_dict(normed.state_dict(), strict=False)  # same towers, projector and LM
+    with torch.no_grad():  # a learned, non-trivial affine per tower
+        for norm in normed.projector.norms:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.normal_()
+    pixels = torch.randn(2, 3, 16, 16)
+    first, second = normed.vision(pixels, depth=2)[:, 1:], normed.second_vision(pixels, depth=1)[:, 1:]
+    second = second * 100  # a tower with a larger scale must not drown the other
+    a, b = normed.projector.norms
+    joined = torch.cat([a(first), b(second)], -1)
+    torch.testing.assert_close(normed.projector(torch.cat([first, second], -1)), plain.projector(joined))
+    assert config_from_dict(normed.cfg.to_dict()) == normed.cfg
+    write_json(tmp_path / "config.json", normed.cfg.to_dict())
+    save_weights(tmp_path, normed.state_dict())
+    loaded_cfg, loaded = load_model(tmp_path)
+    assert loaded_cfg.feature_norm
+    torch.testing.assert_close(loaded.eval().image_tokens(pixels), normed.eval().image_tokens(pixels))
+
+
 @pytest.mark.parametrize(
     "field, value", [("image_size", 32), ("patch_size", 8), ("cls_token", False), ("image_mean", [0.4] * 3)]
 )

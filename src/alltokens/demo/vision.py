@@ -113,9 +113,7 @@ def _vlm(
     from alltokens.train.recipes.vlm import load_preset, train_vlm
 
     preset = load_preset("tiny")
-    stage1, stage2 = (
-        (steps, steps) if steps else ((40, 300) if quick else (preset.stage1.steps, preset.stage2.steps))
-    )
+    stage1, stage2 = (steps, steps) if steps else (preset.stage1.steps, 300 if quick else preset.stage2.steps)
     vlm = alltokens.load(
         train_vlm(vision, "new", out / "vlm", stage1_steps=stage1, stage2_steps=stage2, progress=True)
     )

@@ -54,6 +54,7 @@ class VLMConfig(Config):
     pool: int = 1  # average each pool x pool block of patch tokens (2: 4x fewer tokens); 1 = off
     max_tiles: int = 1  # AnyRes: an image becomes up to this many tiles, plus an overview; 1 = off
     max_image_tokens: int | None = None  # the default image-token budget per image; None = no cap
+    feature_norm: bool = False  # LayerNorm each tower's features before the projector (see `Projector`)
 
     def __post_init__(self) -> None:
         if not 0 <= self.image_token_id < self.lm.vocab_size:
@@ -115,15 +116,30 @@ def image_token_count(vision: ViTConfig, drop_cls: bool = True, pool: int = 1) -
 
 
 class Projector(nn.Module):
-    """Vision width -> LM width: Linear, GELU, Linear (LLaVA-1.5; HF's `linear_1`/`linear_2` names)."""
+    """Vision width -> LM width: Linear, GELU, Linear (LLaVA-1.5; HF's `linear_1`/`linear_2` names).
 
-    def __init__(self, vision_size: int, lm_size: int):
+    With `feature_norm`, each tower's slice of the input (`vision_sizes`, in order) first goes through
+    its own LayerNorm, as InternVL's projector (`mlp1`) and Qwen2-VL's merger (`ln_q`) do. Why: a ViT's
+    inner-layer features are its residual stream, unnormalised, and two towers' streams differ in scale
+    (on shapes scenes the tiny CLIP's patch features have norm ~38, the outline CLIP's ~150), so
+    without it one tower drowns the other in the projector's first matmul. On the shapes world, with the tiny and
+    outline CLIP towers, held-out exact match went from 63% without it to 66% and 70% with it (two seeds;
+    captions and shape gained most: `train/recipes/vlm.py`).
+    """
+
+    def __init__(self, vision_sizes: list[int], lm_size: int, feature_norm: bool = False):
         super().__init__()
-        self.linear_1 = nn.Linear(vision_size, lm_size)
+        self.vision_sizes = vision_sizes
+        self.norms = nn.ModuleList(nn.LayerNorm(size) for size in vision_sizes) if feature_norm else None
+        self.linear_1 = nn.Linear(sum(vision_sizes), lm_size)
         self.act = nn.GELU()
         self.linear_2 = nn.Linear(lm_size, lm_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., sum(vision_sizes)), the towers' features side by side -> (..., lm_size)."""
+        if self.norms is not None:
+            parts = x.split(self.vision_sizes, dim=-1)
+            x = torch.cat([norm(part) for norm, part in zip(self.norms, parts)], dim=-1)
         return self.linear_2(self.act(self.linear_1(x)))
 
 
@@ -133,7 +149,7 @@ class VLM(nn.Module):
         self.cfg = cfg
         self.vision = ViT(cfg.vision)
         self.second_vision = ViT(cfg.second_vision) if cfg.second_vision is not None else None
-        self.projector = Projector(sum(t.hidden_size for t in cfg.towers), cfg.lm.hidden_size)
+        self.projector = Projector([t.hidden_size for t in cfg.towers], cfg.lm.hidden_size, cfg.feature_norm)
         self.lm = LM(cfg.lm)
 
     def image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -198,13 +214,14 @@ class VLM(nn.Module):
 
     @torch.no_grad()
     def init_weights(self, std: float = 0.02) -> None:
-        """Each part's own init; the projector PyTorch's default (its input is not unit-scale)."""
+        """Each part's own init; the projector PyTorch's default (its input is not unit-scale; the
+        norms start as the identity scale)."""
         self.vision.init_weights(std)
         if self.second_vision is not None:
             self.second_vision.init_weights(std)
         self.lm.init_weights(std)
-        for linear in (self.projector.linear_1, self.projector.linear_2):
-            linear.reset_parameters()
+        for layer in (self.projector.linear_1, self.projector.linear_2, *(self.projector.norms or ())):
+            layer.reset_parameters()
 
 
 class WithImages(nn.Module):
