@@ -121,10 +121,10 @@ class Projector(nn.Module):
     With `feature_norm`, each tower's slice of the input (`vision_sizes`, in order) first goes through
     its own LayerNorm, as InternVL's projector (`mlp1`) and Qwen2-VL's merger (`ln_q`) do. Why: a ViT's
     inner-layer features are its residual stream, unnormalised, and two towers' streams differ in scale
-    (on shapes scenes the tiny CLIP's patch features have norm ~38, the outline CLIP's ~150), so
-    without it one tower drowns the other in the projector's first matmul. On the shapes world, with the tiny and
-    outline CLIP towers, held-out exact match went from 63% without it to 66% and 70% with it (two seeds;
-    captions and shape gained most: `train/recipes/vlm.py`).
+    (on shapes scenes the tiny CLIP's patch features have norm ~38, the outline CLIP's ~150), so without
+    it one tower drowns the other in the projector's first matmul. On the shapes world with those two
+    towers, held-out exact match went from 63% without it to 66% and 70% with it (two seeds, teacher-
+    forced, 100 scenes; shape and captions gained most: `train/recipes/vlm.py`).
     """
 
     def __init__(self, vision_sizes: list[int], lm_size: int, feature_norm: bool = False):
@@ -214,8 +214,8 @@ class VLM(nn.Module):
 
     @torch.no_grad()
     def init_weights(self, std: float = 0.02) -> None:
-        """Each part's own init; the projector PyTorch's default (its input is not unit-scale; the
-        norms start as the identity scale)."""
+        """Each part's own init; the projector PyTorch's default (its input is not unit-scale); the
+        feature norms start as the identity affine."""
         self.vision.init_weights(std)
         if self.second_vision is not None:
             self.second_vision.init_weights(std)

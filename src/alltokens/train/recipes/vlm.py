@@ -12,9 +12,10 @@ frozen throughout:
 Stage 1 assumes a pretrained LM, as LLaVA's does; with a new one it can only tune the projector to a
 random LM, so the tiny preset keeps it to 10 steps and stage 2 does the learning. Longer is worse, not
 just wasted: 50 stage-1 steps grew the image tokens fivefold (mean norm 2.4 -> 11.6, against word
-embeddings of 0.2) and cost 10-15 points held out (two towers, `feature_norm`: 55% and 55% in seeds 0
-and 1, against 66% and 70% with 1 step, teacher-forced, and 64% and 72% with 10). The image tokens,
-which must read the question (below), then hardly notice what attention adds to them.
+embeddings of 0.2) and cost 10-15 points held out. With two towers and `feature_norm`, seeds 0 and 1:
+55% and 55% after 50 stage-1 steps, 64% and 72% after 10 (60 scenes), 66% and 70% after 1 (100 scenes,
+teacher-forced, which scores exactly what greedy answers would). A likely reason, not isolated: the image
+tokens must read the question (below), and once that large they hardly feel what attention adds.
 
 What limits quality on a CPU budget (measured on held-out and training scenes, 60 each; the slow tests
 hold the numbers):
