@@ -331,20 +331,16 @@ def check(qa, s: Scene) -> None:
         n = len(objs) if thing in ("objects", "shapes") else sum(o.shape + "s" == thing for o in objs)
         assert qa.kind == "count" and qa.answer == str(n)
     elif m := re.fullmatch(
-        r"is the (\w+) (\w+) (left of|to the left of|right of|to the right of|above|below) the (\w+) (\w+)\?",
+        r"is the (\w+) (\w+) (left or right of|to the left or to the right of|above or below|higher or lower "
+        r"than) the (\w+) (\w+)\?",
         q,
     ):
         a, b = named[(m[1], m[2])], named[(m[4], m[5])]
-        rel = m[3].removeprefix("to the ").removesuffix(" of")
-        axis = "col" if rel in ("left", "right") else "row"
+        axis = "col" if "left" in m[3] else "row"
         assert getattr(a, axis) != getattr(b, axis), "a relation asked between objects in one column/row"
-        holds = {
-            "left": a.col < b.col,
-            "right": a.col > b.col,
-            "above": a.row < b.row,
-            "below": a.row > b.row,
-        }[rel]
-        assert qa.kind == "relation" and qa.answer == ("yes" if holds else "no")
+        first, last = m[3].removeprefix("to the ").replace(" than", "").split(" or ")
+        first, last = first.removesuffix(" of"), last.removeprefix("to the ").removesuffix(" of")
+        assert qa.kind == "relation" and qa.answer == (first if getattr(a, axis) < getattr(b, axis) else last)
     elif m := re.fullmatch(r"is there an? (\w+) (\w+)(?: in the picture)?\?", q):
         assert qa.kind == "exists" and qa.answer == ("yes" if (m[1], m[2]) in named else "no")
         assert (m[1], m[2]) not in HELD_OUT or qa.answer == "yes"
@@ -362,9 +358,13 @@ def test_every_answer_is_right_and_every_reference_unique(with_rng):
             check(qa, s)
             assert qa.answer == qa.answer.lower() and len(qa.answer.split()) <= 2
         kinds.update(qa.kind for qa in qas)
-        for kind in ("relation", "exists"):  # balanced yes/no in every scene
-            answers = Counter(qa.answer for qa in qas if qa.kind == kind)
-            assert answers["yes"] == answers["no"]
+        exists = Counter(qa.answer for qa in qas if qa.kind == "exists")
+        assert exists["yes"] == exists["no"]  # balanced in every scene
+        sides = Counter(qa.answer for qa in qas if qa.kind == "relation")
+        assert (
+            sides["left"] == sides["right"]
+            and sides["above"] + sides["higher"] == sides["below"] + sides["lower"]
+        )
         assert len({qa.question for qa in qas}) == len(qas)
     assert set(kinds) == set(QA_KINDS)
 
@@ -376,8 +376,9 @@ def test_questions_use_each_disambiguation():
     assert asked["what colour is the large circle?"] == "red"
     assert asked["what colour is the circle at the bottom left?"] == "blue"
     assert asked["what shape is the red object?"] == "circle"
-    assert asked["is the red circle left of the blue circle?"] == "yes"
-    assert asked["is the blue circle above the red circle?"] == "no"
+    assert asked["is the red circle left or right of the blue circle?"] == "left"
+    assert asked["is the blue circle left or right of the red circle?"] == "right"
+    assert asked["is the blue circle above or below the red circle?"] == "below"
     assert asked["how many circles are there?"] == "2" and asked["how many squares are there?"] == "0"
 
 
@@ -388,7 +389,7 @@ def test_questions_are_deterministic_and_the_rng_varies_them():
     phrasings = {qa.question for i in range(20) for qa in questions(s, random.Random(i))}
     assert len(phrasings) > len(questions(s))
     negatives = Counter(qa.question for t in scenes(200, seed=5) for qa in questions(t) if qa.answer == "no")
-    assert len(negatives) > 30  # the absent pairs asked about differ from scene to scene
+    assert len(negatives) > 15  # the absent pairs asked about differ from scene to scene (18 train pairs)
 
 
 # ---- streams and files ---------------------------------------------------------------------------

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from alltokens.data.shapes import canvas_captions, canvas_questions, caption, scene_stream
-from alltokens.data.vqa import CAPTION_PROMPT, ChatFormat, VQABatches, tiled_pixels
+from alltokens.data.vqa import CAPTION_PROMPT, ChatFormat, VQABatches, colour_word_ids, tiled_pixels
 from alltokens.models.lm import LMConfig
 from alltokens.models.vit import ViTConfig
 from alltokens.models.vlm import VLMConfig
 from alltokens.tokenizers import byte_tokenizer
+from alltokens.train.recipes.clip import captions_tokenizer
 
 K = 4
 
@@ -195,3 +196,30 @@ def test_large_scenes_are_asked_only_what_stays_true(chat):
                 assert kind_of(question) != "position" and (question, answer) in allowed
     caption_data = VQABatches(chat, config(chat), batch_size=2, seed=4, task="caption", canvas=(48, 72))
     assert caption_data.item(0)[1] == [(CAPTION_PROMPT, canvas_captions(caption_data.scenes[0][1])[0])]
+
+
+def test_colour_noise_swaps_reply_colour_words_as_inputs_only():
+    chat = ChatFormat(captions_tokenizer(512, 100))  # the shapes BPE: each colour word one token
+    colours = set(colour_word_ids(chat.tokenizer))
+    plain = VQABatches(chat, config(chat), batch_size=8, seed=5, task="caption")
+    assert "inputs" not in plain.batch(0)
+    data = VQABatches(chat, config(chat), batch_size=8, seed=5, task="caption", colour_noise=1.0)
+    b = data.batch(0)
+    torch.testing.assert_close(b["ids"], plain.batch(0)["ids"])  # the targets stay true
+    changed = b["inputs"] != b["ids"]
+    assert changed.any() and (changed <= b["loss_mask"]).all()  # only reply tokens
+    assert all(i in colours for i in b["inputs"][changed].tolist() + b["ids"][changed].tolist())
+    swapped = said = 0
+    for n in range(10):
+        bn = data.batch(n)
+        swapped += int((bn["inputs"] != bn["ids"]).sum())
+        said += int((torch.isin(bn["ids"], torch.tensor(sorted(colours))) & bn["loss_mask"]).sum())
+    assert 0.75 < swapped / said < 0.97  # every one swapped, 1 in 8 for the same colour
+    torch.testing.assert_close(data.batch(0)["inputs"], b["inputs"])  # a pure function of n
+    questions = VQABatches(chat, config(chat), batch_size=8, seed=5, questions=3, colour_noise=1.0).batch(0)
+    asked = questions["inputs"] != questions["ids"]
+    assert (asked <= questions["loss_mask"]).all()  # a question's colour words are never touched
+    with pytest.raises(ValueError, match="' red' is 4 tokens"):
+        VQABatches(ChatFormat(byte_tokenizer()), config(chat), 2, 0, colour_noise=0.5)
+    with pytest.raises(ValueError, match="colour_noise must be in"):
+        VQABatches(chat, config(chat), 2, 0, colour_noise=2.0)

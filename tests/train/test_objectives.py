@@ -41,3 +41,14 @@ def test_loss_mask_first_column_is_never_a_target():
     loss, _ = next_token(model, {"ids": ids, "loss_mask": only_first})
     logits = model(ids[:, :-1])
     assert torch.allclose(loss, F.cross_entropy(logits[0, :1], ids[0, 1:2]))
+
+
+def test_inputs_replace_what_the_model_reads_but_not_the_targets():
+    model = tiny_lm().eval()
+    ids = torch.randint(0, 64, (2, 6))
+    noised = ids.clone()
+    noised[:, 2] = (ids[:, 2] + 1) % 64
+    loss, _ = next_token(model, {"ids": ids, "inputs": noised})
+    expected = F.cross_entropy(model(noised[:, :-1]).reshape(-1, 64), ids[:, 1:].reshape(-1))
+    assert torch.allclose(loss, expected)
+    assert not torch.allclose(loss, next_token(model, {"ids": ids})[0])

@@ -33,6 +33,14 @@ rows of one image share one pass of the vision tower (`image_index`), so every a
 needs the image and the image is paid for once. Every choice for item i comes from an rng seeded with
 (seed, i), so batch n is a pure function of n: `seek` resumes exactly.
 
+Colour noising (`colour_noise`, data noising as in Xie et al. 2017): a colour word in a reply is, as an
+input, swapped for a random colour with that probability, the targets staying true (`inputs` beside
+`ids`, read by `train.objectives.next_token`). Why: a caption says the colour before the shape, and in
+training a colour word is only ever followed by the shapes seen in that colour, so the LM learns that
+"red" is never followed by "triangle" and captions a held-out red triangle as a red circle. With the
+colour words unreliable as inputs the shape has to come from the image (measured in `train.recipes.vlm`).
+Questions keep their words: they name the object asked about.
+
 Tiling and large scenes: images are tiled as the VLM's config says (`VLMConfig.layout`; one tile when
 tiling is off), so pixels are all the batch's tiles, row after row, and each row holds its image's
 tiles x K placeholders. With `canvas` the scenes are small objects in a larger picture
@@ -51,7 +59,15 @@ from typing import Any
 import torch
 from PIL import Image
 
-from alltokens.data.shapes import QA, canvas_captions, canvas_questions, caption, questions, scene_stream
+from alltokens.data.shapes import (
+    COLOURS,
+    QA,
+    canvas_captions,
+    canvas_questions,
+    caption,
+    questions,
+    scene_stream,
+)
 from alltokens.models.vit import ViTConfig
 from alltokens.models.vlm import VLMConfig
 from alltokens.tokenizers.image import to_pixels
@@ -154,6 +170,21 @@ def tiled_pixels(
     return image_pixels(tiles, cfg.vision), layouts  # (N, 3, h, w)
 
 
+def colour_word_ids(tokenizer: Any) -> list[int]:
+    """The token of each colour word as a caption says it (after a space): colour noising swaps one
+    token for another, so a colour word of several tokens is an error."""
+    ids = []
+    for colour in COLOURS:
+        pieces = tokenizer.encode(f" {colour}")
+        if len(pieces) != 1:
+            raise ValueError(
+                f"colour_noise needs every colour word to be one token, but ' {colour}' is {len(pieces)} "
+                "tokens of this tokenizer; use the shapes BPE (train.recipes.clip) or set colour_noise 0"
+            )
+        ids.append(pieces[0])
+    return ids
+
+
 class VQABatches:
     """Endless batches {"pixels" (N, 3, h, w), "image_index" (R',), "ids" (R, T+1), "loss_mask" (R, T+1)}
     of `batch_size` shapes scenes, rendered and tiled for the VLM of `cfg` (N = B without tiling).
@@ -165,7 +196,9 @@ class VQABatches:
     row, which of the N encoder images fill that row's placeholders (`VLM.forward`). Rows are
     right-padded (causal attention never looks ahead, so padding needs no mask) and padding is no target.
     An example longer than `context` (the model's, when given) is an error, not silently cut. `canvas`
-    (width, height) and `aligned` place each scene in a larger picture (`shapes.canvas`).
+    (width, height) and `aligned` place each scene in a larger picture (`shapes.canvas`). With
+    `colour_noise` > 0 batches also hold "inputs" (R, T+1): `ids` with reply colour words noised (see
+    the module docstring); each colour word must then be one token of the tokenizer.
     """
 
     def __init__(
@@ -183,6 +216,7 @@ class VQABatches:
         context: int | None = None,
         canvas: tuple[int, int] | None = None,
         aligned: bool = True,
+        colour_noise: float = 0.0,
     ):
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
@@ -190,6 +224,10 @@ class VQABatches:
             raise ValueError(f"questions must be >= 1, got {questions}")
         if not 0 <= caption_fraction <= 1:
             raise ValueError(f"caption_fraction must be in [0, 1], got {caption_fraction}")
+        if not 0 <= colour_noise <= 1:
+            raise ValueError(f"colour_noise must be in [0, 1], got {colour_noise}")
+        self.colour_noise = colour_noise
+        self.colour_ids = colour_word_ids(chat.tokenizer) if colour_noise > 0 else []
         self.chat, self.cfg = chat, cfg
         self.batch_size, self.seed, self.task = batch_size, seed, task
         self.questions, self.caption_fraction = questions, caption_fraction
@@ -227,24 +265,40 @@ class VQABatches:
         items = [self.item(first + j) for j in range(self.batch_size)]
         pixels, layouts = tiled_pixels([image for image, _ in items], self.cfg)  # (N, 3, h, w)
         rows, image_index, tile = [], [], 0
-        for (_, pairs), layout in zip(items, layouts):
+        for j, ((_, pairs), layout) in enumerate(zip(items, layouts)):
+            rng = random.Random(f"noise:{self.seed}:{first + j}")
             for pair in pairs:
-                rows.append(self.chat.example([pair], layout.image_tokens))
+                ids, targets = self.chat.example([pair], layout.image_tokens)
+                rows.append((ids, targets, self._noised(ids, targets, rng)))
                 image_index += range(tile, tile + layout.tiles)
             tile += layout.tiles
-        T = max(len(ids) for ids, _ in rows)
+        T = max(len(ids) for ids, _, _ in rows)
         if self.context is not None and self.context < T - 1:
             raise ValueError(
                 f"a training example of {T - 1} input tokens exceeds the language model's context of "
                 f"{self.context} tokens; use a model with a longer context"
             )
         ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)  # (R, T+1)
+        inputs = ids.clone()  # (R, T+1)
         loss_mask = torch.zeros((len(rows), T), dtype=torch.bool)  # (R, T+1)
-        for r, (row, targets) in enumerate(rows):
+        for r, (row, targets, noised) in enumerate(rows):
             ids[r, : len(row)] = torch.tensor(row)
+            inputs[r, : len(row)] = torch.tensor(noised)
             loss_mask[r, : len(row)] = torch.tensor(targets)
         index = torch.tensor(image_index, dtype=torch.long)  # (R',)
-        return {"pixels": pixels, "image_index": index, "ids": ids, "loss_mask": loss_mask}
+        out = {"pixels": pixels, "image_index": index, "ids": ids, "loss_mask": loss_mask}
+        return out | {"inputs": inputs} if self.colour_noise > 0 else out
+
+    def _noised(self, ids: list[int], targets: list[bool], rng: random.Random) -> list[int]:
+        """`ids` with each colour word of a reply (a target) swapped for a random colour with
+        probability `colour_noise` (possibly the same colour)."""
+        if self.colour_noise == 0:
+            return ids
+        colours = set(self.colour_ids)
+        return [
+            rng.choice(self.colour_ids) if t and i in colours and rng.random() < self.colour_noise else i
+            for i, t in zip(ids, targets)
+        ]
 
     def seek(self, n: int) -> None:
         """Make the next iteration start at batch `n` (exact resume)."""

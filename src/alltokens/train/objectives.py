@@ -21,10 +21,12 @@ def next_token(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.
 
     `batch["ids"]` is (B, T+1). An optional `batch["loss_mask"]`, bool (B, T+1) aligned with `ids`,
     marks the tokens that count as targets (e.g. only the answer in SFT, only text after the image in
-    a VLM); its first column is never a target. The loss is the mean over counted targets.
+    a VLM); its first column is never a target. The loss is the mean over counted targets. An optional
+    `batch["inputs"]` (B, T+1) is what the model reads in place of `ids`, the targets staying `ids`:
+    data noising (a corrupted context, the true next tokens).
     """
     ids = batch["ids"]
-    inputs, targets = ids[:, :-1], ids[:, 1:]  # (B, T), (B, T)
+    inputs, targets = batch.get("inputs", ids)[:, :-1], ids[:, 1:]  # (B, T), (B, T)
     loss_mask = batch.get("loss_mask")
     if loss_mask is not None:
         targets = targets.masked_fill(~loss_mask[:, 1:], IGNORE)

@@ -11,13 +11,17 @@ Questions come in six kinds, each asked only when it has exactly one answer:
 - shape: "what shape is the red object?" likewise by colour, size and colour, or colour and place.
 - position: "where is the red circle?" -> the place words of `Obj.place` ("top left", "center").
 - count: "how many objects are there?" and "how many circles are there?" for every shape -> digits.
-- relation: "is the red circle left of the blue square?" only when the two columns differ, "above" only
-  when the rows differ. Each is asked in both orders, so per pair one answer is "yes" and one "no".
+- relation: "is the red circle left or right of the blue square?" -> "left", only when the two columns
+  differ; "is the red circle above or below the blue square?" -> "above", only when the rows differ.
+  Each is asked in both orders, so per pair and axis both answers occur. Not "is the red circle left of
+  the blue square?" -> "yes": with both orders and both words asked, that answer is the parity of two
+  balanced facts (which object is named first, which word is asked), uncorrelated with either alone, and
+  a small LM sat at chance on it even on exact features (`train.recipes.vlm`).
 - exists: "is there a green triangle?" "yes" for every object, and as many "no" questions about pairs
   absent from the scene, half of them near misses. Absent pairs are never `HELD_OUT` ones: asking about a held-out pair only
   ever with "no" would teach the model that it does not exist.
-Answers are single lowercase strings, so exact match is the metric. Relations and existence are
-balanced yes/no by construction. Without an rng the phrasing is canonical and the absent pairs are
+Answers are single lowercase strings, so exact match is the metric. Relations are balanced between
+their two answers and existence between yes and no by construction. Without an rng the phrasing is canonical and the absent pairs are
 drawn from an rng seeded by the scene itself, so the list is deterministic yet not the same every time.
 """
 
@@ -139,22 +143,31 @@ def counts(objs: list[Obj], pick: Pick) -> list[QA]:
     return out
 
 
+SIDES = {  # axis -> {phrasing: (the answer when x comes first on the axis, when it comes last)}
+    "col": {
+        "is {x} left or right of {y}?": ("left", "right"),
+        "is {x} to the left or to the right of {y}?": ("left", "right"),
+    },
+    "row": {
+        "is {x} above or below {y}?": ("above", "below"),
+        "is {x} higher or lower than {y}?": ("higher", "lower"),
+    },
+}
+
+
 def relations(objs: list[Obj], pick: Pick) -> list[QA]:
-    """For each pair and each axis where they differ, the same relation asked both ways (yes and no)."""
+    """For each pair and each axis where they differ, which side of the other each one is on, asked both
+    ways (one answer "left", the other "right"; or "above" and "below")."""
     out = []
     for i, a in enumerate(objs):
         for b in objs[i + 1 :]:
-            axes = []
-            if a.col != b.col:
-                axes.append((pick(["left of", "to the left of", "right of", "to the right of"]), "col"))
-            if a.row != b.row:
-                axes.append((pick(["above", "below"]), "row"))
-            for words, axis in axes:
-                before = "left" in words or words == "above"  # "is x <words> y?" means x comes first
+            for axis, phrasings in SIDES.items():
+                if getattr(a, axis) == getattr(b, axis):
+                    continue
                 for x, y in ((a, b), (b, a)):
-                    holds = (getattr(x, axis) < getattr(y, axis)) == before
-                    q = f"is the {x.colour} {x.shape} {words} the {y.colour} {y.shape}?"
-                    out.append(QA("relation", q, "yes" if holds else "no"))
+                    phrasing = pick(list(phrasings))
+                    q = phrasing.format(x=f"the {x.colour} {x.shape}", y=f"the {y.colour} {y.shape}")
+                    out.append(QA("relation", q, phrasings[phrasing][getattr(x, axis) > getattr(y, axis)]))
     return out
 
 
