@@ -21,8 +21,9 @@ Questions come in six kinds, each asked only when it has exactly one answer:
   absent from the scene, half of them near misses. Absent pairs are never `HELD_OUT` ones: asking about a held-out pair only
   ever with "no" would teach the model that it does not exist.
 Answers are single lowercase strings, so exact match is the metric. Relations are balanced between
-their two answers and existence between yes and no by construction. Without an rng the phrasing is canonical and the absent pairs are
-drawn from an rng seeded by the scene itself, so the list is deterministic yet not the same every time.
+their two answers and existence between yes and no by construction. Without an rng the phrasing is
+canonical and the absent pairs are drawn from an rng seeded by the scene itself, so the list is
+deterministic yet not the same every time.
 """
 
 from __future__ import annotations
