@@ -104,8 +104,9 @@ hold the numbers):
   shape 53-60%, position 97-100%, count 87%, relation 60-62%, exists 92-95%), captions 46% and 34%, and
   87-89% on training scenes, against 66-68% and 66% after 1500 steps: existence forms between the two.
   Six questions per image instead of four: 74% after 1500 steps (exists 92%, shape 33%, captions 29%),
-  83% after 3000 (seed 0: colour 80%, shape 58%, relation 78%, captions 49%; 91% on training scenes), the
-  best held-out score so far, about 25 minutes on one shared core.
+  83% and 85% after 3000 (seeds 0 and 1: colour 75-80%, shape 58%, relation 78% and 95%, exists 93-98%,
+  captions 49% and 49%; 91-94% on training scenes), the best held-out score so far, about 25 minutes on
+  one shared core.
 - Relation questions ask which side ("is the red circle left or right of the blue square?" -> "left")
   rather than yes or no ("is the red circle left of the blue square?"), whose answer is the parity of
   which object is named first and which word is asked, uncorrelated with either alone. At 1500 steps it
