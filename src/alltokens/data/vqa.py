@@ -264,36 +264,39 @@ class VQABatches:
         first = (n * self.world_size + self.rank) * self.batch_size
         items = [self.item(first + j) for j in range(self.batch_size)]
         pixels, layouts = tiled_pixels([image for image, _ in items], self.cfg)  # (N, 3, h, w)
-        rows, image_index, tile = [], [], 0
+        rows, noised, image_index, tile = [], [], [], 0
         for j, ((_, pairs), layout) in enumerate(zip(items, layouts)):
-            rng = random.Random(f"noise:{self.seed}:{first + j}")
+            rng = random.Random(f"noise:{self.seed}:{first + j}") if self.colour_noise > 0 else None
             for pair in pairs:
                 ids, targets = self.chat.example([pair], layout.image_tokens)
-                rows.append((ids, targets, self._noised(ids, targets, rng)))
+                rows.append((ids, targets))
+                if rng is not None:
+                    noised.append(self._noised(ids, targets, rng))
                 image_index += range(tile, tile + layout.tiles)
             tile += layout.tiles
-        T = max(len(ids) for ids, _, _ in rows)
+        T = max(len(ids) for ids, _ in rows)
         if self.context is not None and self.context < T - 1:
             raise ValueError(
                 f"a training example of {T - 1} input tokens exceeds the language model's context of "
                 f"{self.context} tokens; use a model with a longer context"
             )
         ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)  # (R, T+1)
-        inputs = ids.clone()  # (R, T+1)
         loss_mask = torch.zeros((len(rows), T), dtype=torch.bool)  # (R, T+1)
-        for r, (row, targets, noised) in enumerate(rows):
+        for r, (row, targets) in enumerate(rows):
             ids[r, : len(row)] = torch.tensor(row)
-            inputs[r, : len(row)] = torch.tensor(noised)
             loss_mask[r, : len(row)] = torch.tensor(targets)
         index = torch.tensor(image_index, dtype=torch.long)  # (R',)
         out = {"pixels": pixels, "image_index": index, "ids": ids, "loss_mask": loss_mask}
-        return out | {"inputs": inputs} if self.colour_noise > 0 else out
+        if not noised:
+            return out
+        inputs = ids.clone()  # (R, T+1)
+        for r, row in enumerate(noised):
+            inputs[r, : len(row)] = torch.tensor(row)
+        return out | {"inputs": inputs}
 
     def _noised(self, ids: list[int], targets: list[bool], rng: random.Random) -> list[int]:
         """`ids` with each colour word of a reply (a target) swapped for a random colour with
         probability `colour_noise` (possibly the same colour)."""
-        if self.colour_noise == 0:
-            return ids
         colours = set(self.colour_ids)
         return [
             rng.choice(self.colour_ids) if t and i in colours and rng.random() < self.colour_noise else i
