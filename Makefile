@@ -2,6 +2,9 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# pytest-xdist: one worker per core (at most 4), a test file's tests on one worker so that its
+# module fixtures (a trained model) are built once; PARALLEL= runs in this process.
+PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
 
 .PHONY: demo demo-quick test test-fast lint format bench bench-deps clean
 
@@ -25,10 +28,10 @@ demo-quick: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PARALLEL)
 
 test-fast: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q $(PARALLEL) -m "not slow"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench

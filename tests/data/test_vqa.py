@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from alltokens.data.shapes import canvas_captions, canvas_questions, caption, scene_stream
+from alltokens.data.shapes import COLOURS, SHAPES, canvas_captions, canvas_questions, caption, scene_stream
 from alltokens.data.vqa import CAPTION_PROMPT, ChatFormat, VQABatches, colour_word_ids, tiled_pixels
 from alltokens.models.lm import LMConfig
 from alltokens.models.vit import ViTConfig
@@ -223,3 +223,27 @@ def test_colour_noise_swaps_reply_colour_words_as_inputs_only():
         VQABatches(ChatFormat(byte_tokenizer()), config(chat), 2, 0, colour_noise=0.5)
     with pytest.raises(ValueError, match="colour_noise must be in"):
         VQABatches(chat, config(chat), 2, 0, colour_noise=2.0)
+
+
+def test_question_noise_renames_only_objects_whose_answer_no_name_changes(chat):
+    plain = VQABatches(chat, config(chat), batch_size=2, seed=6, questions=6)
+    data = VQABatches(chat, config(chat), batch_size=2, seed=6, questions=6, question_noise=1.0)
+    renamed = kept = 0
+    for index in range(300):
+        scene = data.scenes[index][1]
+        for (q0, a0), (q1, a1) in zip(plain.item(index)[1], data.item(index)[1]):
+            assert a1 == a0  # the answer stays true
+            if q1 == q0:
+                kept += 1
+                continue
+            renamed += 1
+            kind = "shape" if a0 in SHAPES else "colour"
+            assert len({getattr(o, kind) for o in scene.objects}) == 1, (scene, q0, q1)
+            changed = [(w0, w1) for w0, w1 in zip(q0.split(), q1.split()) if w0 != w1]
+            assert len(changed) == 1 and len(q0.split()) == len(q1.split())
+            words = COLOURS if kind == "shape" else SHAPES
+            assert changed[0][0].strip("?") in words and changed[0][1].strip("?") in words
+    assert 0.05 < renamed / (renamed + kept) < 0.25  # shape and colour questions of some scenes only
+    assert data.item(7) == data.item(7)  # a pure function of the index
+    with pytest.raises(ValueError, match="question_noise must be in"):
+        VQABatches(chat, config(chat), 2, 0, question_noise=-0.1)

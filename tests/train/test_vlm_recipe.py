@@ -217,6 +217,24 @@ def test_cli_trains_and_refuses_a_used_directory(parts, tmp_path, capsys):
     assert "is not empty" in capsys.readouterr().err
 
 
+def test_stage_2_asks_with_the_presets_question_noise(parts, tmp_path, monkeypatch):
+    from alltokens.train.recipes import vlm as recipe
+
+    seen = []
+
+    class Recording(VQABatches):
+        def __init__(self, *args, **kwargs):
+            seen.append((kwargs.get("task", "qa"), kwargs.get("question_noise", 0.0)))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "VQABatches", Recording)
+    noisy = tmp_path / "noisy.json"
+    noisy.write_text(json.dumps({**json.loads((parts / "tiny.json").read_text()), "question_noise": 0.5}))
+    torch.set_num_threads(1)
+    train_vlm(parts / "vit", parts / "lm", tmp_path / "run", preset=noisy, stage1_steps=1, stage2_steps=1)
+    assert seen == [("caption", 0.0)] * 2 + [("qa", 0.5)] * 2  # training and validation batches
+
+
 def test_bad_runs_are_refused_with_a_reason(parts, tmp_path):
     preset = parts / "tiny.json"
     (tmp_path / "full").mkdir()
@@ -236,6 +254,10 @@ def test_bad_runs_are_refused_with_a_reason(parts, tmp_path):
     with pytest.raises(ValueError, match="colour_noise needs every colour word to be one token"):
         train_vlm(parts / "vit", parts / "lm", tmp_path / "g", preset=noisy)  # the byte tokenizer
     assert not (tmp_path / "g").exists()
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**json.loads(preset.read_text()), "question_noise": 1.5}))
+    with pytest.raises(ConfigError, match=r"question_noise must be in \[0, 1\], got 1.5"):
+        train_vlm(parts / "vit", "new", tmp_path / "h", preset=wrong)
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         train_vlm(parts / "vit", "new", tmp_path / "d", preset="huge")
     with pytest.raises(CheckpointError, match="nothing to resume"):

@@ -39,7 +39,16 @@ input, swapped for a random colour with that probability, the targets staying tr
 training a colour word is only ever followed by the shapes seen in that colour, so the LM learns that
 "red" is never followed by "triangle" and captions a held-out red triangle as a red circle. With the
 colour words unreliable as inputs the shape has to come from the image (measured in `train.recipes.vlm`).
-Questions keep their words: they name the object asked about.
+
+Question noising (`question_noise`): the same idea for the prior a question's own words carry. A shape
+question names its object by colour ("what shape is the red object?") and a colour question by shape
+("what colour is the triangle?"); in training "red" never asks after a triangle, so the LM learns that
+the answer to a red object's shape is never "triangle" and answers a held-out red triangle with the
+shape seen in red, even alone in the picture. When every object of the scene has the same answer (one
+object, or all of one shape for a shape question, all of one colour for a colour question), the word
+that names the object does not change the answer, so it is swapped, as written, for a random colour
+(shape questions) or shape (colour questions) with that probability; the answer stays true. Other
+questions keep their words: there they pick out the object asked about.
 
 Tiling and large scenes: images are tiled as the VLM's config says (`VLMConfig.layout`; one tile when
 tiling is off), so pixels are all the batch's tiles, row after row, and each row holds its image's
@@ -52,7 +61,9 @@ tokens, h, w pixels.
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -62,6 +73,8 @@ from PIL import Image
 from alltokens.data.shapes import (
     COLOURS,
     QA,
+    SHAPES,
+    Scene,
     canvas_captions,
     canvas_questions,
     caption,
@@ -185,6 +198,17 @@ def colour_word_ids(tokenizer: Any) -> list[int]:
     return ids
 
 
+def renamed(qa: QA, scene: Scene, rng: random.Random) -> QA:
+    """A shape (colour) question whose answer is the same for every object of `scene`, with the colour
+    (shape) word that names its object swapped for a random one; any other question as it is (question
+    noising, module docstring)."""
+    words = {"shape": COLOURS, "colour": SHAPES}.get(qa.kind)  # what names the object asked about
+    if words is None or len({getattr(o, qa.kind) for o in scene.objects}) != 1:
+        return qa
+    word = re.compile(rf"\b({'|'.join(words)})\b")
+    return dataclasses.replace(qa, question=word.sub(rng.choice(words), qa.question, count=1))
+
+
 class VQABatches:
     """Endless batches {"pixels" (N, 3, h, w), "image_index" (R',), "ids" (R, T+1), "loss_mask" (R, T+1)}
     of `batch_size` shapes scenes, rendered and tiled for the VLM of `cfg` (N = B without tiling).
@@ -198,7 +222,8 @@ class VQABatches:
     An example longer than `context` (the model's, when given) is an error, not silently cut. `canvas`
     (width, height) and `aligned` place each scene in a larger picture (`shapes.canvas`). With
     `colour_noise` > 0 batches also hold "inputs" (R, T+1): `ids` with reply colour words noised (see
-    the module docstring); each colour word must then be one token of the tokenizer.
+    the module docstring); each colour word must then be one token of the tokenizer. `question_noise`
+    renames the object of shape and colour questions whose answer no name changes (`renamed`).
     """
 
     def __init__(
@@ -217,6 +242,7 @@ class VQABatches:
         canvas: tuple[int, int] | None = None,
         aligned: bool = True,
         colour_noise: float = 0.0,
+        question_noise: float = 0.0,
     ):
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
@@ -226,7 +252,9 @@ class VQABatches:
             raise ValueError(f"caption_fraction must be in [0, 1], got {caption_fraction}")
         if not 0 <= colour_noise <= 1:
             raise ValueError(f"colour_noise must be in [0, 1], got {colour_noise}")
-        self.colour_noise = colour_noise
+        if not 0 <= question_noise <= 1:
+            raise ValueError(f"question_noise must be in [0, 1], got {question_noise}")
+        self.colour_noise, self.question_noise = colour_noise, question_noise
         self.colour_ids = colour_word_ids(chat.tokenizer) if colour_noise > 0 else []
         self.chat, self.cfg = chat, cfg
         self.batch_size, self.seed, self.task = batch_size, seed, task
@@ -245,6 +273,9 @@ class VQABatches:
         if self.task == "caption":
             return image, [(CAPTION_PROMPT, described)]
         qas = canvas_questions(scene, rng) if large else questions(scene, rng)
+        if self.question_noise > 0:
+            noise = random.Random(f"question-noise:{self.seed}:{index}")
+            qas = [renamed(qa, scene, noise) if noise.random() < self.question_noise else qa for qa in qas]
         kinds = sorted({qa.kind for qa in qas})
         rng.shuffle(kinds)
         pairs = [
