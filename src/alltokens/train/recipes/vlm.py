@@ -206,7 +206,7 @@ class VLMRecipe(Config):
     questions: int = 4  # stage-2 questions per image, each of a different kind and its own conversation
     caption_fraction: float = 0.2  # of stage-2 images asked for the caption instead of one question
     colour_noise: float = 0.0  # reply colour words swapped as inputs with this probability (`data.vqa`)
-    question_noise: float = 0.0  # the name of an object no name can mistake, swapped (`data.vqa`)
+    question_noise: float = 0.0  # shape/colour questions all objects answer alike: name swapped (`data.vqa`)
     vocab_size: int = 1024  # the BPE trained when neither the vision nor the LM directory has a tokenizer
     tokenizer_scenes: int = 1000
     description: str = ""
