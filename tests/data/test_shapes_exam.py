@@ -32,6 +32,8 @@ def test_items_are_held_out_scenes_with_one_question_per_kind_and_repeat_exactly
         kinds = [qa.kind for qa in a.asked]
         assert len(kinds) == len(set(kinds)) and a.image.size == (48, 48)
     assert [it.scene for it in exam_items(8, 48, seed=1)] != [it.scene for it in items]
+    seen = exam_items(8, 48, split="train")
+    assert not any(o.pair in HELD_OUT for it in seen for o in it.scene.objects)
 
 
 def test_canvas_items_are_large_pictures_asked_no_position_questions():

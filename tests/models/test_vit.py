@@ -121,3 +121,29 @@ def test_shape_colour_patches_feed_the_projection_and_recolouring_moves_only_the
     with torch.no_grad():
         m.patch_embed.weight[:, 16:] = 0  # colour inputs cut off
     torch.testing.assert_close(m(red), m(blue))
+
+
+def test_shape_and_colour_patch_features_each_see_only_their_half():
+    """A "shape" tower embeds a recoloured object exactly alike, a "colour" tower an object of the same
+    colours in another outline inside the same patch: neither can tie a colour to a shape below the
+    patch grid (untrained weights, no cut-off)."""
+    background, red, blue = (
+        torch.tensor([-0.8] * 3),
+        torch.tensor([0.9, -0.7, -0.7]),
+        torch.tensor([-0.7, -0.5, 0.9]),
+    )
+    square = torch.zeros(16, 16, dtype=torch.bool)
+    square[5:7, 5:7] = True  # both inside the patch at row 1, column 1 (4-px patches)
+    bar = torch.zeros(16, 16, dtype=torch.bool)
+    bar[6, 4:8] = True
+
+    def drawn(mask: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+        return torch.where(mask, colour[:, None, None], background[:, None, None])[None]  # (1, 3, 16, 16)
+
+    shape, colour = model(patch_features="shape"), model(patch_features="colour")
+    assert shape.patch_embed.in_features == 4 * 4 + 1 and colour.patch_embed.in_features == 2 * 3
+    with torch.no_grad():
+        torch.testing.assert_close(shape(drawn(square, red)), shape(drawn(square, blue)))
+        assert not torch.allclose(shape(drawn(square, red)), shape(drawn(bar, red)))
+        torch.testing.assert_close(colour(drawn(square, red)), colour(drawn(bar, red)))
+        assert not torch.allclose(colour(drawn(square, red)), colour(drawn(square, blue)))

@@ -5,7 +5,10 @@ pool (or "max_grid", below).
 The patch projection is a `Linear` on `tokenizers.patches.patchify`, which equals the usual stride-p
 `Conv2d` (its weight reshaped), so Hugging Face ViT and CLIP vision towers load by a reshape. With
 `patch_features` "shape_colour" the projection reads each patch's outline and colours apart instead
-(`tokenizers.patches.shape_colour_patches`), a prior for scenes of flat-coloured objects. Positions
+(`tokenizers.patches.shape_colour_patches`), a prior for scenes of flat-coloured objects; "shape" keeps
+only the outline (contrast map and coverage) and "colour" only the two colours, so a tower sees one of
+the two and no feature of it can tie a colour to a shape (two such towers side by side in a VLM
+compose pairs they never saw together: `train/recipes/vlm.py`). Positions
 are a learned table over the fixed grid (ViT, CLIP) or 2-D rotary (row, col) positions, which carry no
 table and so work at any grid size.
 
@@ -48,8 +51,9 @@ class ViTConfig(TransformerConfig):
     patch_bias: bool = True  # bias on the patch projection (ViT yes, CLIP no)
     # what the patch projection reads: the patch's pixels, or its outline apart from its colours
     # (`tokenizers.patches.shape_colour_patches`: composes colour x shape pairs never seen together)
-    patch_features: Literal["pixels", "shape_colour"] = "pixels"
-    contrast_floor: float = 0.3  # shape_colour: the colour distance below which a patch counts as empty
+    # ("shape" or "colour": only that half of it)
+    patch_features: Literal["pixels", "shape_colour", "shape", "colour"] = "pixels"
+    contrast_floor: float = 0.3  # all but pixels: the colour distance below which a patch counts as empty
     embedding_norm: bool = False  # LayerNorm on the embedded tokens before the blocks (CLIP's pre_layrnorm)
     # pixel normalisation the tower was trained with: x = (rgb / 255 - mean) / std
     image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
@@ -78,7 +82,7 @@ class ViTConfig(TransformerConfig):
         super().__post_init__()
         if self.causal:
             raise ConfigError("a ViT is bidirectional: causal must be false")
-        if self.patch_features == "shape_colour" and not self.contrast_floor > 0:
+        if self.patch_features != "pixels" and not self.contrast_floor > 0:
             raise ConfigError(f"contrast_floor must be > 0, got {self.contrast_floor}")
         if self.pooling == "cls" and not self.cls_token:
             raise ConfigError("pooling 'cls' needs cls_token = true")
@@ -88,8 +92,18 @@ class ViTConfig(TransformerConfig):
     @property
     def patch_dim(self) -> int:
         """Inputs of the patch projection per patch."""
-        p2 = self.patch_size * self.patch_size
-        return self.num_channels * p2 if self.patch_features == "pixels" else p2 + 2 * self.num_channels + 1
+        return sum(stop - start for start, stop in self.patch_parts)
+
+    @property
+    def patch_parts(self) -> list[tuple[int, int]]:
+        """The slices of `shape_colour_patches`' vector (or of the raw pixels) the projection reads."""
+        p2, C = self.patch_size * self.patch_size, self.num_channels
+        return {
+            "pixels": [(0, C * p2)],
+            "shape_colour": [(0, p2 + 2 * C + 1)],
+            "shape": [(0, p2), (p2 + 2 * C, p2 + 2 * C + 1)],  # contrast map, coverage
+            "colour": [(p2, p2 + 2 * C)],  # foreground, background
+        }[self.patch_features]
 
     @property
     def grid(self) -> int:
@@ -135,7 +149,8 @@ class ViT(nn.Module):
         if cfg.patch_features == "pixels":
             patches = patchify(pixels, cfg.patch_size)  # (B, N, C*p*p)
         else:
-            patches = shape_colour_patches(pixels, cfg.patch_size, cfg.contrast_floor)  # (B, N, p*p+2C+1)
+            features = shape_colour_patches(pixels, cfg.patch_size, cfg.contrast_floor)  # (B, N, p*p+2C+1)
+            patches = torch.cat([features[..., a:b] for a, b in cfg.patch_parts], dim=-1)  # (B, N, patch_dim)
         x = self.patch_embed(patches)  # (B, N, C)
         if self.cls is not None:
             x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)  # (B, T, C)

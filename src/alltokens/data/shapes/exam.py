@@ -68,15 +68,17 @@ def exam_items(
     canvas: tuple[int, int] | None = None,
     aligned: bool = True,
     seed: int = EXAM_SEED,
+    split: str = "heldout",
 ) -> list[ExamItem]:
     """`n_scenes` held-out scenes of `size` px drawn by `draw`, or with `canvas` (width, height) placed
-    in a picture that large (by `render_in_canvas`, tile-aligned when `aligned`), each with its questions."""
+    in a picture that large (by `render_in_canvas`, tile-aligned when `aligned`), each with its questions.
+    `split="train"` gives scenes of training pairs instead, to tell not composing from not learning."""
     if canvas is not None and draw is not render:
         raise ValueError("a scene in a canvas is drawn by render_in_canvas; give draw or canvas, not both")
     rng = random.Random(seed)
     items = []
     for _ in range(n_scenes):
-        scene = random_scene(rng, "heldout")
+        scene = random_scene(rng, split)
         if canvas is None:
             image = draw(scene, size, rng)
             qas = questions(scene, rng)
