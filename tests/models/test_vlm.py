@@ -142,6 +142,38 @@ def test_feature_norm_normalises_each_towers_features_on_their_own(tmp_path):
     torch.testing.assert_close(loaded.eval().image_tokens(pixels), normed.eval().image_tokens(pixels))
 
 
+def test_a_per_tower_projector_adds_one_part_per_tower_with_no_interaction(tmp_path):
+    """Every hidden unit of a per-tower projector reads one tower, so swapping one tower's features
+    moves the output by the same amount whatever the other tower holds (a zero interaction term);
+    the fused projector's units mix both, and the term is not zero."""
+    torch.manual_seed(0)
+    split = VLM(tiny_config(second_vision=second_tower(), projector_per_tower=True, feature_norm=True))
+    split.init_weights()
+    fused = VLM(tiny_config(second_vision=second_tower()))
+    fused.init_weights()
+    a, a2, b, b2 = torch.randn(4, 5, 24).split(1)  # (1, 5, 24) each; the second tower is 12 wide
+    b, b2 = b[..., :12], b2[..., :12]
+
+    def interaction(projector):
+        def p(x, y):
+            return projector(torch.cat([x, y], -1))
+
+        return (p(a, b) - p(a2, b) - p(a, b2) + p(a2, b2)).abs().max()
+
+    with torch.no_grad():
+        assert interaction(split.projector) < 1e-5
+        assert interaction(fused.projector) > 1e-3
+    assert [layer.in_features for layer in split.projector.linear_1] == [24, 12]
+    write_json(tmp_path / "config.json", split.cfg.to_dict())
+    save_weights(tmp_path, split.state_dict())
+    loaded_cfg, loaded = load_model(tmp_path)
+    assert loaded_cfg.projector_per_tower
+    pixels = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(loaded.eval().image_tokens(pixels), split.eval().image_tokens(pixels))
+    with pytest.raises(ConfigError, match="projector_per_tower needs a second_vision"):
+        tiny_config(projector_per_tower=True)
+
+
 @pytest.mark.parametrize(
     "field, value", [("image_size", 32), ("patch_size", 8), ("cls_token", False), ("image_mean", [0.4] * 3)]
 )

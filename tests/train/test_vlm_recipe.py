@@ -100,17 +100,20 @@ def test_two_stages_train_the_right_parts_into_a_loadable_run(parts, tmp_path):
 def test_a_second_tower_stays_frozen_beside_the_first_and_its_norms_train(parts, tmp_path):
     torch.set_num_threads(1)
     preset = tmp_path / "norm.json"
-    preset.write_text(json.dumps({**json.loads((parts / "tiny.json").read_text()), "feature_norm": True}))
+    tiny = json.loads((parts / "tiny.json").read_text())
+    preset.write_text(json.dumps({**tiny, "feature_norm": True, "projector_per_tower": True}))
     out = train_vlm(
         parts / "vit", parts / "lm", tmp_path / "run", preset=preset, second_vision=parts / "outline-vit"
     )
     final, second = weights(out), weights(parts / "outline-vit")
     assert same({f"second_vision.{k}": v for k, v in second.items()}, final, "second_vision.")
-    assert json.loads((out / "config.json").read_text())["feature_norm"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["feature_norm"] and config["projector_per_tower"]
     stage1 = weights(out / "trainer_state")
     for i, width in enumerate((16, 8)):  # one norm per tower, trained from stage 1 on (part of the projector)
         norm = stage1[f"projector.norms.{i}.weight"]
         assert norm.shape == (width,) and not torch.equal(norm, torch.ones(width))
+        assert stage1[f"projector.linear_1.{i}.weight"].shape[1] == width  # one first layer per tower
     assert json.loads((out / "train.json").read_text())["second_vision"] == str(parts / "outline-vit")
     m = alltokens.load(out)
     assert m.model.cfg.second_vision.patch_features == "shape_colour"

@@ -55,6 +55,9 @@ class VLMConfig(Config):
     max_tiles: int = 1  # AnyRes: an image becomes up to this many tiles, plus an overview; 1 = off
     max_image_tokens: int | None = None  # the default image-token budget per image; None = no cap
     feature_norm: bool = False  # LayerNorm each tower's features before the projector (see `Projector`)
+    # two towers: the projector's hidden units each read one tower, so image tokens add the towers'
+    # parts and no unit forms a conjunction of them (see `Projector`)
+    projector_per_tower: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.image_token_id < self.lm.vocab_size:
@@ -67,6 +70,8 @@ class VLMConfig(Config):
                 raise ConfigError(
                     f"feature_layer must be in -{L}..-1 for a {L}-layer vision tower, got {self.feature_layer}"
                 )
+        if self.projector_per_tower and self.second_vision is None:
+            raise ConfigError("projector_per_tower needs a second_vision tower")
         if self.second_vision is not None:
             a, b = self.vision, self.second_vision
             for name in ("image_size", "patch_size", "num_channels", "cls_token", "image_mean", "image_std"):
@@ -125,22 +130,38 @@ class Projector(nn.Module):
     it one tower drowns the other in the projector's first matmul. On the shapes world with those two
     towers, held-out exact match went from 63% without it to 66% and 70% with it (two seeds, teacher-
     forced, 100 scenes; shape and captions gained most: `train/recipes/vlm.py`).
+
+    With `per_tower`, `linear_1` is one Linear per tower (`linear_1.0`, `linear_1.1`), each to `lm_size`
+    hidden units, so that every hidden unit reads one tower and the output is a sum of one function of
+    each tower's features. Why: with one Linear a unit after the GELU can fire for a conjunction, such
+    as "this colour and this outline", and a pair never seen in training meets units fitted only to the
+    pairs that were; a sum of per-tower parts gives an unseen pair the token of the parts it was built
+    from (meant for towers that each see one attribute: the CLIP presets 'tiny-colour', 'tiny-shape').
     """
 
-    def __init__(self, vision_sizes: list[int], lm_size: int, feature_norm: bool = False):
+    def __init__(
+        self, vision_sizes: list[int], lm_size: int, feature_norm: bool = False, per_tower: bool = False
+    ):
         super().__init__()
         self.vision_sizes = vision_sizes
         self.norms = nn.ModuleList(nn.LayerNorm(size) for size in vision_sizes) if feature_norm else None
-        self.linear_1 = nn.Linear(sum(vision_sizes), lm_size)
+        if per_tower:
+            self.linear_1 = nn.ModuleList(nn.Linear(size, lm_size) for size in vision_sizes)
+        else:
+            self.linear_1 = nn.Linear(sum(vision_sizes), lm_size)
         self.act = nn.GELU()
-        self.linear_2 = nn.Linear(lm_size, lm_size)
+        self.linear_2 = nn.Linear(lm_size * (len(vision_sizes) if per_tower else 1), lm_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., sum(vision_sizes)), the towers' features side by side -> (..., lm_size)."""
+        parts = x.split(self.vision_sizes, dim=-1)
         if self.norms is not None:
-            parts = x.split(self.vision_sizes, dim=-1)
-            x = torch.cat([norm(part) for norm, part in zip(self.norms, parts)], dim=-1)
-        return self.linear_2(self.act(self.linear_1(x)))
+            parts = [norm(part) for norm, part in zip(self.norms, parts)]
+        if isinstance(self.linear_1, nn.ModuleList):  # each hidden unit reads one tower
+            hidden = torch.cat([linear(part) for linear, part in zip(self.linear_1, parts)], dim=-1)
+        else:
+            hidden = self.linear_1(torch.cat(parts, dim=-1))  # (..., lm_size)
+        return self.linear_2(self.act(hidden))
 
 
 class VLM(nn.Module):
@@ -149,7 +170,9 @@ class VLM(nn.Module):
         self.cfg = cfg
         self.vision = ViT(cfg.vision)
         self.second_vision = ViT(cfg.second_vision) if cfg.second_vision is not None else None
-        self.projector = Projector([t.hidden_size for t in cfg.towers], cfg.lm.hidden_size, cfg.feature_norm)
+        self.projector = Projector(
+            [t.hidden_size for t in cfg.towers], cfg.lm.hidden_size, cfg.feature_norm, cfg.projector_per_tower
+        )
         self.lm = LM(cfg.lm)
 
     def image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -220,8 +243,9 @@ class VLM(nn.Module):
         if self.second_vision is not None:
             self.second_vision.init_weights(std)
         self.lm.init_weights(std)
-        for layer in (self.projector.linear_1, self.projector.linear_2, *(self.projector.norms or ())):
-            layer.reset_parameters()
+        for layer in self.projector.modules():
+            if isinstance(layer, (nn.Linear, nn.LayerNorm)):
+                layer.reset_parameters()
 
 
 class WithImages(nn.Module):

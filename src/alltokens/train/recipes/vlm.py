@@ -198,6 +198,7 @@ class VLMRecipe(Config):
     drop_cls: bool = True
     pool: int = 1
     feature_norm: bool = False  # LayerNorm each tower's features before the projector (`models.vlm`)
+    projector_per_tower: bool = False  # two towers: each projector unit reads one (`models.vlm`)
     max_tiles: int = 1  # AnyRes tiles per image (plus an overview); 1 = off
     max_image_tokens: int | None = None  # the VLM's default image-token budget; None = no cap
     canvas: list[int] | None = None  # [width, height]: train on scenes placed in a picture this large
@@ -324,6 +325,7 @@ def train_vlm(
         drop_cls=recipe.drop_cls,
         pool=recipe.pool,
         feature_norm=recipe.feature_norm,
+        projector_per_tower=recipe.projector_per_tower,
         max_tiles=recipe.max_tiles,
         max_image_tokens=recipe.max_image_tokens,
     )
