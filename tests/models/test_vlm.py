@@ -142,12 +142,13 @@ def test_feature_norm_normalises_each_towers_features_on_their_own(tmp_path):
     torch.testing.assert_close(loaded.eval().image_tokens(pixels), normed.eval().image_tokens(pixels))
 
 
-def test_a_per_tower_projector_adds_one_part_per_tower_with_no_interaction(tmp_path):
-    """Every hidden unit of a per-tower projector reads one tower, so swapping one tower's features
-    moves the output by the same amount whatever the other tower holds (a zero interaction term);
-    the fused projector's units mix both, and the term is not zero."""
+@pytest.mark.parametrize("fusion", ["sum", "tokens"])
+def test_tower_fusion_sum_and_tokens_leave_no_interaction_between_the_towers(tmp_path, fusion):
+    """Every hidden unit of a "sum" or "tokens" projector reads one tower, so swapping one tower's
+    features moves the output by the same amount whatever the other tower holds (a zero interaction
+    term); the "channels" projector's units mix both, and the term is not zero."""
     torch.manual_seed(0)
-    split = VLM(tiny_config(second_vision=second_tower(), projector_per_tower=True, feature_norm=True))
+    split = VLM(tiny_config(second_vision=second_tower(), tower_fusion=fusion, feature_norm=True))
     split.init_weights()
     fused = VLM(tiny_config(second_vision=second_tower()))
     fused.init_weights()
@@ -167,11 +168,30 @@ def test_a_per_tower_projector_adds_one_part_per_tower_with_no_interaction(tmp_p
     write_json(tmp_path / "config.json", split.cfg.to_dict())
     save_weights(tmp_path, split.state_dict())
     loaded_cfg, loaded = load_model(tmp_path)
-    assert loaded_cfg.projector_per_tower
+    assert loaded_cfg.tower_fusion == fusion
     pixels = torch.randn(2, 3, 16, 16)
     torch.testing.assert_close(loaded.eval().image_tokens(pixels), split.eval().image_tokens(pixels))
-    with pytest.raises(ConfigError, match="projector_per_tower needs a second_vision"):
-        tiny_config(projector_per_tower=True)
+    with pytest.raises(ConfigError, match=f"tower_fusion '{fusion}' needs a second_vision"):
+        tiny_config(tower_fusion=fusion)
+
+
+def test_tower_fusion_tokens_gives_each_patch_one_token_per_tower_in_order(vlm):
+    """Patch by patch, the first tower's token then the second's, each its own tower's MLP alone; the
+    count the prompt must hold (`image_tokens`, a layout's) doubles."""
+    torch.manual_seed(0)
+    m = VLM(tiny_config(second_vision=second_tower(), tower_fusion="tokens")).eval()
+    m.init_weights()
+    pixels = torch.randn(2, 3, 16, 16)
+    first, second = m.vision(pixels, depth=2)[:, 1:], m.second_vision(pixels, depth=1)[:, 1:]
+    p = m.projector
+    with torch.no_grad():
+        tokens = m.image_tokens(pixels)  # (2, 2 * 16, C)
+        torch.testing.assert_close(tokens[:, 0::2], p.linear_2[0](p.act(p.linear_1[0](first))))
+        torch.testing.assert_close(tokens[:, 1::2], p.linear_2[1](p.act(p.linear_1[1](second))))
+    assert m.cfg.image_tokens == 2 * vlm.cfg.image_tokens == tokens.shape[1] == 32
+    assert m.cfg.layout(16, 16).image_tokens == 32 and m.cfg.layout(32, 16).tokens_per_tile == 32
+    with pytest.raises(ConfigError, match="too small for one tile of 32"):
+        tiny_config(second_vision=second_tower(), tower_fusion="tokens", max_image_tokens=16)
 
 
 @pytest.mark.parametrize(

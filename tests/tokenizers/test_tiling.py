@@ -89,6 +89,9 @@ def test_budget_too_small_for_one_tile_names_both_numbers():
         choose_layout(500, 500, 64, 8, max_image_tokens=15, pool=2)
     with pytest.raises(ValueError, match=r"budget of 16 .* needs 17 tokens"):  # a kept [CLS] counts
         choose_layout(500, 500, 64, 8, max_image_tokens=16, pool=2, cls=True)
+    with pytest.raises(ValueError, match=r"budget of 100 .* needs 128 tokens .* 2 tokens per patch"):
+        choose_layout(500, 500, 64, 8, max_image_tokens=100, streams=2)  # a token per tower
+    assert choose_layout(500, 500, 64, 8, max_image_tokens=128, streams=2).image_tokens == 128
 
 
 def test_bad_sizes_raise():

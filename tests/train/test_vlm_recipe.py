@@ -101,14 +101,14 @@ def test_a_second_tower_stays_frozen_beside_the_first_and_its_norms_train(parts,
     torch.set_num_threads(1)
     preset = tmp_path / "norm.json"
     tiny = json.loads((parts / "tiny.json").read_text())
-    preset.write_text(json.dumps({**tiny, "feature_norm": True, "projector_per_tower": True}))
+    preset.write_text(json.dumps({**tiny, "feature_norm": True, "tower_fusion": "sum"}))
     out = train_vlm(
         parts / "vit", parts / "lm", tmp_path / "run", preset=preset, second_vision=parts / "outline-vit"
     )
     final, second = weights(out), weights(parts / "outline-vit")
     assert same({f"second_vision.{k}": v for k, v in second.items()}, final, "second_vision.")
     config = json.loads((out / "config.json").read_text())
-    assert config["feature_norm"] and config["projector_per_tower"]
+    assert config["feature_norm"] and config["tower_fusion"] == "sum"
     stage1 = weights(out / "trainer_state")
     for i, width in enumerate((16, 8)):  # one norm per tower, trained from stage 1 on (part of the projector)
         norm = stage1[f"projector.norms.{i}.weight"]

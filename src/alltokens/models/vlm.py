@@ -55,9 +55,10 @@ class VLMConfig(Config):
     max_tiles: int = 1  # AnyRes: an image becomes up to this many tiles, plus an overview; 1 = off
     max_image_tokens: int | None = None  # the default image-token budget per image; None = no cap
     feature_norm: bool = False  # LayerNorm each tower's features before the projector (see `Projector`)
-    # two towers: the projector's hidden units each read one tower, so image tokens add the towers'
-    # parts and no unit forms a conjunction of them (see `Projector`)
-    projector_per_tower: bool = False
+    # two towers: "channels" one projector on both towers' features side by side; "sum" each projector
+    # hidden unit reads one tower and the token adds their parts; "tokens" one token per tower and
+    # patch, each tower with its own projector (see `Projector`)
+    tower_fusion: Literal["channels", "sum", "tokens"] = "channels"
 
     def __post_init__(self) -> None:
         if not 0 <= self.image_token_id < self.lm.vocab_size:
@@ -70,8 +71,10 @@ class VLMConfig(Config):
                 raise ConfigError(
                     f"feature_layer must be in -{L}..-1 for a {L}-layer vision tower, got {self.feature_layer}"
                 )
-        if self.projector_per_tower and self.second_vision is None:
-            raise ConfigError("projector_per_tower needs a second_vision tower")
+        if self.tower_fusion not in ("channels", "sum", "tokens"):
+            raise ConfigError(f"tower_fusion must be channels, sum or tokens, got {self.tower_fusion!r}")
+        if self.tower_fusion != "channels" and self.second_vision is None:
+            raise ConfigError(f"tower_fusion {self.tower_fusion!r} needs a second_vision tower")
         if self.second_vision is not None:
             a, b = self.vision, self.second_vision
             for name in ("image_size", "patch_size", "num_channels", "cls_token", "image_mean", "image_std"):
@@ -99,9 +102,14 @@ class VLMConfig(Config):
         return tower.num_hidden_layers + 1 + self.feature_layer
 
     @property
+    def streams(self) -> int:
+        """Tokens per patch (`token_streams`)."""
+        return token_streams(len(self.towers), self.tower_fusion)
+
+    @property
     def image_tokens(self) -> int:
         """K: tokens one encoder image (one tile) becomes (after dropping [CLS] and pooling)."""
-        return image_token_count(self.vision, self.drop_cls, self.pool)
+        return image_token_count(self.vision, self.drop_cls, self.pool, self.streams)
 
     def layout(self, width: int, height: int, max_image_tokens: int | None = None) -> TileLayout:
         """The tiles a width x height image becomes: at most `max_tiles` of the tower's size (plus an
@@ -110,14 +118,29 @@ class VLMConfig(Config):
         v = self.vision
         cls = v.cls_token and not self.drop_cls
         return choose_layout(
-            width, height, v.image_size, v.patch_size, budget, self.max_tiles, self.pool, cls=cls
+            width,
+            height,
+            v.image_size,
+            v.patch_size,
+            budget,
+            self.max_tiles,
+            self.pool,
+            cls=cls,
+            streams=self.streams,
         )
 
 
-def image_token_count(vision: ViTConfig, drop_cls: bool = True, pool: int = 1) -> int:
+def token_streams(towers: int, tower_fusion: str) -> int:
+    """Tokens per patch: one per tower with tower_fusion "tokens", else one."""
+    return towers if tower_fusion == "tokens" else 1
+
+
+def image_token_count(vision: ViTConfig, drop_cls: bool = True, pool: int = 1, streams: int = 1) -> int:
     """Tokens one `vision` input becomes: its patches, pooled in pool x pool blocks (an odd grid
-    rounds up), plus [CLS] when kept: `tokens_per_tile` of a tile of the tower's size."""
-    return tokens_per_tile(vision.image_size, vision.patch_size, pool, vision.cls_token and not drop_cls)
+    rounds up), plus [CLS] when kept, `streams` tokens each: `tokens_per_tile` of a tile of the
+    tower's size."""
+    cls = vision.cls_token and not drop_cls
+    return tokens_per_tile(vision.image_size, vision.patch_size, pool, cls) * streams
 
 
 class Projector(nn.Module):
@@ -131,37 +154,50 @@ class Projector(nn.Module):
     towers, held-out exact match went from 63% without it to 66% and 70% with it (two seeds, teacher-
     forced, 100 scenes; shape and captions gained most: `train/recipes/vlm.py`).
 
-    With `per_tower`, `linear_1` is one Linear per tower (`linear_1.0`, `linear_1.1`), each to `lm_size`
-    hidden units, so that every hidden unit reads one tower and the output is a sum of one function of
-    each tower's features. Why: with one Linear a unit after the GELU can fire for a conjunction, such
-    as "this colour and this outline", and a pair never seen in training meets units fitted only to the
-    pairs that were; a sum of per-tower parts gives an unseen pair the token of the parts it was built
-    from (meant for towers that each see one attribute: the CLIP presets 'tiny-colour', 'tiny-shape').
+    `fusion` (two towers): "channels" is the above on both towers' features side by side. With "sum"
+    `linear_1` is one Linear per tower (`linear_1.0`, `linear_1.1`), each to `lm_size` hidden units, so
+    every hidden unit reads one tower and the token is a sum of one function of each tower's features.
+    Why: with one Linear a unit after the GELU can fire for a conjunction, such as "this colour and this
+    outline", and a pair never seen in training meets units fitted only to the pairs that were; a sum of
+    per-tower parts gives an unseen pair the parts it was built from (meant for towers that each see
+    one attribute: the CLIP presets 'tiny-colour' and 'tiny-shape'). With "tokens" each tower has its
+    own MLP (`linear_2` one per tower too) and its own token per patch: the LM then binds the towers'
+    tokens of a patch by attention, and no input to it mixes an unseen pair.
     """
 
     def __init__(
-        self, vision_sizes: list[int], lm_size: int, feature_norm: bool = False, per_tower: bool = False
+        self,
+        vision_sizes: list[int],
+        lm_size: int,
+        feature_norm: bool = False,
+        fusion: Literal["channels", "sum", "tokens"] = "channels",
     ):
         super().__init__()
-        self.vision_sizes = vision_sizes
+        self.vision_sizes, self.fusion = vision_sizes, fusion
         self.norms = nn.ModuleList(nn.LayerNorm(size) for size in vision_sizes) if feature_norm else None
-        if per_tower:
-            self.linear_1 = nn.ModuleList(nn.Linear(size, lm_size) for size in vision_sizes)
-        else:
-            self.linear_1 = nn.Linear(sum(vision_sizes), lm_size)
         self.act = nn.GELU()
-        self.linear_2 = nn.Linear(lm_size * (len(vision_sizes) if per_tower else 1), lm_size)
+        if fusion == "channels":
+            self.linear_1 = nn.Linear(sum(vision_sizes), lm_size)
+            self.linear_2 = nn.Linear(lm_size, lm_size)
+        else:
+            self.linear_1 = nn.ModuleList(nn.Linear(size, lm_size) for size in vision_sizes)
+            if fusion == "sum":
+                self.linear_2 = nn.Linear(lm_size * len(vision_sizes), lm_size)
+            else:
+                self.linear_2 = nn.ModuleList(nn.Linear(lm_size, lm_size) for _ in vision_sizes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (..., sum(vision_sizes)), the towers' features side by side -> (..., lm_size)."""
+        """x (..., sum(vision_sizes)), the towers' features side by side -> (..., lm_size), or with
+        fusion "tokens" (..., towers, lm_size): one token per tower."""
         parts = x.split(self.vision_sizes, dim=-1)
         if self.norms is not None:
             parts = [norm(part) for norm, part in zip(self.norms, parts)]
-        if isinstance(self.linear_1, nn.ModuleList):  # each hidden unit reads one tower
-            hidden = torch.cat([linear(part) for linear, part in zip(self.linear_1, parts)], dim=-1)
-        else:
-            hidden = self.linear_1(torch.cat(parts, dim=-1))  # (..., lm_size)
-        return self.linear_2(self.act(hidden))
+        if self.fusion == "channels":
+            return self.linear_2(self.act(self.linear_1(torch.cat(parts, dim=-1))))
+        hidden = [self.act(linear(part)) for linear, part in zip(self.linear_1, parts)]  # (..., lm_size) each
+        if self.fusion == "sum":
+            return self.linear_2(torch.cat(hidden, dim=-1))
+        return torch.stack([linear(h) for linear, h in zip(self.linear_2, hidden)], dim=-2)
 
 
 class VLM(nn.Module):
@@ -171,7 +207,7 @@ class VLM(nn.Module):
         self.vision = ViT(cfg.vision)
         self.second_vision = ViT(cfg.second_vision) if cfg.second_vision is not None else None
         self.projector = Projector(
-            [t.hidden_size for t in cfg.towers], cfg.lm.hidden_size, cfg.feature_norm, cfg.projector_per_tower
+            [t.hidden_size for t in cfg.towers], cfg.lm.hidden_size, cfg.feature_norm, cfg.tower_fusion
         )
         self.lm = LM(cfg.lm)
 
@@ -187,7 +223,8 @@ class VLM(nn.Module):
             x, _, _ = pool_patches(x, cfg.vision.grid, cfg.vision.grid, cfg.pool)  # (N, P', Cv)
         if not cfg.drop_cls:
             x = torch.cat([cls, x], dim=1)  # (N, K, Cv)
-        return self.projector(x)  # (N, K, C)
+        tokens = self.projector(x)  # (N, K, C), or (N, K', towers, C) with tower_fusion "tokens"
+        return tokens.flatten(1, 2) if cfg.tower_fusion == "tokens" else tokens  # (N, K, C)
 
     def splice(self, ids: torch.Tensor, image_embeds: torch.Tensor) -> torch.Tensor:
         """Token embeddings of ids (B, T) with the placeholders replaced, in row-major order, by

@@ -90,19 +90,21 @@ def choose_layout(
     pool: int = 1,
     overview: bool = True,
     cls: bool = False,
+    streams: int = 1,
 ) -> TileLayout:
     """The grid for a width x height image within `max_tiles` and `max_image_tokens` (see module doc);
-    `pool` and `cls` as `tokens_per_tile`."""
+    `pool` and `cls` as `tokens_per_tile`; `streams` tokens per patch (a VLM with a token per tower)."""
     if width < 1 or height < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     if max_tiles < 1:
         raise ValueError(f"max_tiles must be >= 1, got {max_tiles}")
     pool = pool_side(pool)
-    per_tile = tokens_per_tile(tile, patch, pool, cls)
+    per_tile = tokens_per_tile(tile, patch, pool, cls) * streams
     if max_image_tokens is not None and max_image_tokens < per_tile:
         raise ValueError(
             f"an image-token budget of {max_image_tokens} is too small for one tile, "
-            f"which needs {per_tile} tokens ({tile}px tile, {patch}px patches{_pooled(pool)})"
+            f"which needs {per_tile} tokens ({tile}px tile, {patch}px patches{_pooled(pool)}"
+            f"{f', {streams} tokens per patch' if streams > 1 else ''})"
         )
     best, best_key = (1, 1), (-1, 0)
     for rows in range(1, max_tiles + 1):

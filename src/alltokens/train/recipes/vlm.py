@@ -161,6 +161,7 @@ import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -170,7 +171,7 @@ from alltokens.io.checkpoint import save_weights
 from alltokens.io.load import load_model
 from alltokens.models.lm import LM, LMConfig
 from alltokens.models.vit import ViT
-from alltokens.models.vlm import VLM, VLMConfig, image_token_count
+from alltokens.models.vlm import VLM, VLMConfig, image_token_count, token_streams
 from alltokens.nn.config import Config, ConfigError
 from alltokens.tokenizers import Tokenizer, load_tokenizer
 from alltokens.tokenizers.text import TOKENIZER_FILE
@@ -198,7 +199,9 @@ class VLMRecipe(Config):
     drop_cls: bool = True
     pool: int = 1
     feature_norm: bool = False  # LayerNorm each tower's features before the projector (`models.vlm`)
-    projector_per_tower: bool = False  # two towers: each projector unit reads one (`models.vlm`)
+    tower_fusion: Literal["channels", "sum", "tokens"] = (
+        "channels"  # two towers: channels, sum or tokens (`models.vlm`)
+    )
     max_tiles: int = 1  # AnyRes tiles per image (plus an overview); 1 = off
     max_image_tokens: int | None = None  # the VLM's default image-token budget; None = no cap
     canvas: list[int] | None = None  # [width, height]: train on scenes placed in a picture this large
@@ -310,7 +313,8 @@ def train_vlm(
     torch.manual_seed(seed)
     tower = vision_tower(vision)
     second = vision_tower(second_vision, "--second-vision") if second_vision is not None else None
-    per_tile = image_token_count(tower.cfg, recipe.drop_cls, recipe.pool)
+    streams = token_streams(1 + (second is not None), recipe.tower_fusion)
+    per_tile = image_token_count(tower.cfg, recipe.drop_cls, recipe.pool, streams)
     image_tokens = most_image_tokens(per_tile, recipe.max_tiles, recipe.max_image_tokens)
     lm_model, tok = language_model(lm, Path(vision), recipe, image_tokens)
     chat = ChatFormat(tok)
@@ -325,7 +329,7 @@ def train_vlm(
         drop_cls=recipe.drop_cls,
         pool=recipe.pool,
         feature_norm=recipe.feature_norm,
-        projector_per_tower=recipe.projector_per_tower,
+        tower_fusion=recipe.tower_fusion,
         max_tiles=recipe.max_tiles,
         max_image_tokens=recipe.max_image_tokens,
     )
