@@ -7,8 +7,8 @@ The patch projection is a `Linear` on `tokenizers.patches.patchify`, which equal
 `patch_features` "shape_colour" the projection reads each patch's outline and colours apart instead
 (`tokenizers.patches.shape_colour_patches`), a prior for scenes of flat-coloured objects; "shape" keeps
 only the outline (contrast map and coverage) and "colour" only the two colours, so a tower sees one of
-the two and no feature of it can tie a colour to a shape (two such towers side by side in a VLM
-compose pairs they never saw together: `train/recipes/vlm.py`). Positions
+the two and no feature of it can tie a colour to a shape (the two towers of the 'tiny-long' VLM:
+`train/recipes/vlm.py`). Positions
 are a learned table over the fixed grid (ViT, CLIP) or 2-D rotary (row, col) positions, which carry no
 table and so work at any grid size.
 

@@ -10,6 +10,8 @@ A second tower (`second_vision`) fuses its features with the first's, patch by p
 channels, before the projector (Prismatic VLMs, Karamcheti et al. 2024; the mixture of features of
 Tong et al. 2024, "Eyes Wide Shut"): one tower's features can miss what another's hold. Both towers
 see the same pixels, so they must agree on image size, patch grid, [CLS] and pixel normalisation.
+`tower_fusion` says how the projector joins them: one MLP on both ("channels"), a sum of one part per
+tower ("sum"), or one token per tower and patch ("tokens"); see `Projector`.
 
 Why the features are passed around flat, (M, C) for all images of a batch: the number of tokens an
 image turns into is decided by whoever builds the prompt, which writes that many placeholders. With
