@@ -22,7 +22,8 @@ from alltokens.models.vit import ViT, ViTConfig
 from alltokens.models.vlm import VLM, VLMConfig
 from alltokens.nn.config import ConfigError
 from alltokens.tokenizers import byte_tokenizer, load_tokenizer
-from alltokens.train.recipes.vlm import image_next_token, train_vlm
+from alltokens.train.recipes import common
+from alltokens.train.recipes.vlm import image_next_token, load_preset, train_vlm
 
 STAGE = {
     "batch_size": 4,
@@ -236,6 +237,14 @@ def test_stage_2_asks_with_the_presets_question_noise(parts, tmp_path, monkeypat
     torch.set_num_threads(1)
     train_vlm(parts / "vit", parts / "lm", tmp_path / "run", preset=noisy, stage1_steps=1, stage2_steps=1)
     assert seen == [("caption", 0.0)] * 2 + [("qa", 0.5)] * 2  # training and validation batches
+
+
+def test_packaged_presets_load_with_their_description():
+    names = common.preset_names("vlm")
+    assert {"tiny", "tiny-long"} <= set(names)
+    for name in names:
+        recipe = load_preset(name)
+        assert recipe.description and recipe.source, name
 
 
 def test_bad_runs_are_refused_with_a_reason(parts, tmp_path):
