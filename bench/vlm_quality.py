@@ -1,10 +1,11 @@
 """VLM quality on the shapes world: one preset trained from given towers, then the issue's exam three ways.
 
-    .venv/bin/alltokens train clip --data shapes --out /tmp/tiny                            # ~3 min
-    .venv/bin/alltokens train clip --data shapes --preset tiny-outline --out /tmp/outline   # ~13 min
-    .venv/bin/python bench/vlm_quality.py --vision /tmp/tiny --second-vision /tmp/outline \\
+    .venv/bin/alltokens train clip --data shapes --preset tiny-colour-96 --out /tmp/colour  # ~5 min
+    .venv/bin/alltokens train clip --data shapes --preset tiny-shape-96 --out /tmp/shape    # ~15 min
+    .venv/bin/python bench/vlm_quality.py --vision /tmp/colour --second-vision /tmp/shape \\
         --preset tiny-long --seed 0                                                        # ~30 min
-    .venv/bin/python bench/vlm_quality.py --vision /tmp/tiny --stage1-steps 2 --stage2-steps 10 --scenes 5  # smoke
+    .venv/bin/python bench/vlm_quality.py --vision /tmp/colour --second-vision /tmp/shape \\
+        --stage1-steps 2 --stage2-steps 10 --scenes 5                                      # smoke
 
 Why a script and not a test: the presets that come nearest the issue's floors (90% exact match and 90%
 captions on held-out colour x shape scenes, 80% on plainly drawn ones) train for half an hour or more on
