@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from alltokens.tokenizers.patches import (
+    centre_outlines,
     patch_grid,
     patchify,
     pool_patches,
@@ -115,3 +116,36 @@ def test_shape_colour_patches_scale_faint_noise_by_the_floor_not_to_full_contras
     noise = 0.01 * torch.randn(1, 3, 16, 16)
     contrast = shape_colour_patches(noise, 16, floor=0.3)[0, 0, :256]
     assert contrast.max() < 0.3
+
+
+def _disc_at(row: float, col: float, radius: float = 3.0, size: int = 16) -> torch.Tensor:
+    """(1, 3, size, size) an anti-aliased grey disc centred at pixel coordinates (row, col) on black."""
+    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    alpha = (radius - ((yy - row) ** 2 + (xx - col) ** 2).sqrt()).clamp(0, 1)
+    return (-0.9 + 1.5 * alpha).expand(1, 3, size, size)
+
+
+def test_centred_outlines_read_alike_wherever_the_object_sits_in_its_patch():
+    near_corner, off_centre = _disc_at(5.0, 6.0), _disc_at(10.0, 9.0)
+    plain = [shape_colour_patches(x, 16) for x in (near_corner, off_centre)]
+    centred = [shape_colour_patches(x, 16, centre=True) for x in (near_corner, off_centre)]
+    contrast = slice(0, 256)
+    assert not torch.allclose(plain[0][..., contrast], plain[1][..., contrast])
+    torch.testing.assert_close(centred[0][..., contrast], centred[1][..., contrast])
+    # moved, not changed: the whole outline is kept, its centre is the patch's, the colours stay
+    torch.testing.assert_close(centred[0][..., contrast].sum(), plain[0][..., contrast].sum())
+    grid = centred[0][0, 0, contrast].reshape(16, 16)
+    rows = (grid.sum(1) * torch.arange(16)).sum() / grid.sum()
+    assert abs(rows.item() - 7.5) < 0.5
+    torch.testing.assert_close(centred[0][..., 256:], plain[0][..., 256:])
+
+
+def test_centre_outlines_drops_what_moves_out_and_fills_with_zeros():
+    maps = torch.zeros(2, 1, 16)  # two 4x4 maps
+    maps[0, 0, 0] = 1.0  # one bright corner pixel: moved by (2, 2) towards the middle (1.5, 1.5 rounds to 2)
+    maps[1, 0, :] = torch.arange(16.0)  # a ramp: its centre is already near the middle
+    out = centre_outlines(maps, 4)
+    assert out.shape == (2, 1, 16)
+    assert out[0, 0].reshape(4, 4)[2, 2] == 1.0 and out[0, 0].sum() == 1.0
+    shifted = out[1, 0].reshape(4, 4)
+    assert (shifted == 0).sum() > 0 and shifted.sum() < maps[1, 0].sum()  # lost an edge, zeros came in
