@@ -81,8 +81,8 @@ def test_bad_configs_and_inputs_are_refused():
     with pytest.raises(ConfigError, match="contrast_floor"):
         tiny(patch_features="shape_colour", contrast_floor=0.0)
     for features in ("pixels", "colour"):
-        with pytest.raises(ConfigError, match="centre_outline"):
-            tiny(patch_features=features, centre_outline=True)
+        with pytest.raises(ConfigError, match="normalise_outline"):
+            tiny(patch_features=features, normalise_outline=True)
     with pytest.raises(ValueError, match=r"\(B, 3, 16, 16\)"):
         model()(torch.zeros(1, 3, 32, 32))
 
@@ -152,15 +152,15 @@ def test_shape_and_colour_patch_features_each_see_only_their_half():
         assert not torch.allclose(colour(drawn(square, red)), colour(drawn(square, blue)))
 
 
-def test_a_centred_shape_tower_embeds_an_object_alike_wherever_it_sits_in_its_patch():
-    """With centre_outline an object moved within its patch gives the same tokens; without, it does not
-    (untrained weights): a small object's shape is read apart from its offset in the patch."""
+def test_a_normalised_shape_tower_embeds_an_object_alike_wherever_it_sits_in_its_patch():
+    """With normalise_outline an object moved within its patch gives the same tokens; without, it does
+    not (untrained weights): a small object's shape is read apart from its offset in the patch."""
     moved = torch.full((2, 3, 16, 16), -0.8)
     moved[0, :, 4:6, 4:6] = 0.9  # a 2x2 square in the patch at row 1, column 1, top left of it
     moved[1, :, 6:8, 6:8] = 0.9  # the same square, bottom right of that patch
-    centred, plain = model(patch_features="shape", centre_outline=True), model(patch_features="shape")
+    normalised, plain = model(patch_features="shape", normalise_outline=True), model(patch_features="shape")
     with torch.no_grad():
-        out = centred(moved)
+        out = normalised(moved)
         torch.testing.assert_close(out[0], out[1])
         out = plain(moved)
         assert not torch.allclose(out[0], out[1])

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from alltokens.tokenizers.patches import (
-    centre_outlines,
+    normalise_outlines,
     patch_grid,
     patchify,
     pool_patches,
@@ -125,27 +125,58 @@ def _disc_at(row: float, col: float, radius: float = 3.0, size: int = 16) -> tor
     return (-0.9 + 1.5 * alpha).expand(1, 3, size, size)
 
 
-def test_centred_outlines_read_alike_wherever_the_object_sits_in_its_patch():
-    near_corner, off_centre = _disc_at(5.0, 6.0), _disc_at(10.0, 9.0)
-    plain = [shape_colour_patches(x, 16) for x in (near_corner, off_centre)]
-    centred = [shape_colour_patches(x, 16, centre=True) for x in (near_corner, off_centre)]
+def _square_at(row: float, col: float, half: float, size: int = 16) -> torch.Tensor:
+    """(1, 3, size, size) an anti-aliased grey square of half-side `half` centred at (row, col) on black."""
+    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    inside = (half + 0.5 - (yy - row).abs()).clamp(0, 1) * (half + 0.5 - (xx - col).abs()).clamp(0, 1)
+    return (-0.9 + 1.5 * inside).expand(1, 3, size, size)
+
+
+def test_normalised_outlines_read_alike_wherever_the_object_sits_and_however_large():
     contrast = slice(0, 256)
-    assert not torch.allclose(plain[0][..., contrast], plain[1][..., contrast])
-    torch.testing.assert_close(centred[0][..., contrast], centred[1][..., contrast])
-    # moved, not changed: the whole outline is kept, its centre is the patch's, the colours stay
-    torch.testing.assert_close(centred[0][..., contrast].sum(), plain[0][..., contrast].sum())
-    grid = centred[0][0, 0, contrast].reshape(16, 16)
-    rows = (grid.sum(1) * torch.arange(16)).sum() / grid.sum()
-    assert abs(rows.item() - 7.5) < 0.5
-    torch.testing.assert_close(centred[0][..., 256:], plain[0][..., 256:])
+
+    def outline(image: torch.Tensor, normalise: bool = True) -> torch.Tensor:
+        return shape_colour_patches(image, 16, normalise=normalise)[0, 0, contrast]
+
+    near_corner, off_centre, large = _disc_at(5.0, 6.0), _disc_at(10.0, 9.0), _disc_at(8.0, 8.0, radius=6.0)
+    assert not torch.allclose(outline(near_corner, False), outline(off_centre, False))
+    torch.testing.assert_close(outline(near_corner), outline(off_centre), atol=1e-5, rtol=0)
+
+    def nearer_own_shape(normalise: bool) -> bool:
+        """Each disc nearer to the other-sized disc than to either square, and the squares alike (32 px)."""
+        discs = [shape_colour_patches(_disc_at(14.0, 17.0, r, 32), 32, normalise=normalise) for r in (6, 12)]
+        squares = [
+            shape_colour_patches(_square_at(16.0, 16.0, h, 32), 32, normalise=normalise) for h in (4, 8)
+        ]
+        a, b = [x[0, 0, :1024] for x in discs], [x[0, 0, :1024] for x in squares]
+
+        def gap(x: torch.Tensor, y: torch.Tensor) -> float:
+            return (x - y).abs().mean().item()
+
+        return all(
+            gap(*pair) < min(gap(pair[0], o), gap(pair[1], o))
+            for pair, others in ((a, b), (b, a))
+            for o in others
+        )
+
+    assert nearer_own_shape(normalise=True) and not nearer_own_shape(normalise=False)
+    # placed at the middle, spread to a quarter of the patch
+    grid = outline(large).reshape(16, 16)
+    steps = torch.arange(16.0)
+    weights = (grid - 0.2).clamp_min(0) / (grid - 0.2).clamp_min(0).sum()
+    row, col = (weights.sum(1) * steps).sum(), (weights.sum(0) * steps).sum()
+    assert abs(row - 7.5) < 0.3 and abs(col - 7.5) < 0.3
+    spread = (weights * ((steps[:, None] - row) ** 2 + (steps[None, :] - col) ** 2)).sum().sqrt()
+    assert abs(spread - 0.25 * 16) < 0.5, spread
+    # the colours and the coverage are untouched (coverage still tells the sizes apart)
+    moved = shape_colour_patches(near_corner, 16, normalise=True)
+    torch.testing.assert_close(moved[..., 256:], shape_colour_patches(near_corner, 16)[..., 256:])
 
 
-def test_centre_outlines_drops_what_moves_out_and_fills_with_zeros():
-    maps = torch.zeros(2, 1, 16)  # two 4x4 maps
-    maps[0, 0, 0] = 1.0  # one bright corner pixel: moved by (2, 2) towards the middle (1.5, 1.5 rounds to 2)
-    maps[1, 0, :] = torch.arange(16.0)  # a ramp: its centre is already near the middle
-    out = centre_outlines(maps, 4)
-    assert out.shape == (2, 1, 16)
-    assert out[0, 0].reshape(4, 4)[2, 2] == 1.0 and out[0, 0].sum() == 1.0
-    shifted = out[1, 0].reshape(4, 4)
-    assert (shifted == 0).sum() > 0 and shifted.sum() < maps[1, 0].sum()  # lost an edge, zeros came in
+def test_normalise_outlines_leaves_a_map_with_nothing_over_the_threshold_as_it_is():
+    faint = 0.15 * torch.rand(2, 3, 16)  # (2, 3, p*p) for 4-px patches: all below the 0.2 threshold
+    torch.testing.assert_close(normalise_outlines(faint, 4), faint)
+    spot = torch.zeros(1, 16)
+    spot[0, 0] = 1.0  # one bright corner pixel moves to the middle
+    out = normalise_outlines(spot, 4).reshape(4, 4)
+    assert out[0, 0] == 0 and out[1:3, 1:3].sum() > 0.5

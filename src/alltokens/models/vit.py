@@ -8,8 +8,8 @@ The patch projection is a `Linear` on `tokenizers.patches.patchify`, which equal
 (`tokenizers.patches.shape_colour_patches`), a prior for scenes of flat-coloured objects; "shape" keeps
 only the outline (contrast map and coverage) and "colour" only the two colours, so a tower sees one of
 the two and no feature of it can tie a colour to a shape (the two towers of the 'tiny-long' VLM:
-`train/recipes/vlm.py`). `centre_outline` moves each patch's contrast map to the patch's centre first,
-so a linear projection reads an outline alike wherever it sits in its patch. Positions are a learned table over the fixed grid (ViT, CLIP) or 2-D rotary (row, col) positions, which carry no
+`train/recipes/vlm.py`). `normalise_outline` moves and scales each patch's contrast map to a standard
+place and size first, so a linear projection reads an outline alike wherever it sits and however large. Positions are a learned table over the fixed grid (ViT, CLIP) or 2-D rotary (row, col) positions, which carry no
 table and so work at any grid size.
 
 Pooling "max_grid" is max pooling plus a linear readout of the whole grid of patch tokens, each
@@ -54,9 +54,9 @@ class ViTConfig(TransformerConfig):
     # ("shape" or "colour": only that half of it)
     patch_features: Literal["pixels", "shape_colour", "shape", "colour"] = "pixels"
     contrast_floor: float = 0.3  # all but pixels: the colour distance below which a patch counts as empty
-    # "shape" and "shape_colour": move each patch's contrast map to its centre, so an outline reads alike
-    # wherever it sits in the patch (`tokenizers.patches.centre_outlines`)
-    centre_outline: bool = False
+    # "shape" and "shape_colour": move and scale each patch's contrast map to a standard place and size, so
+    # an outline reads alike wherever it sits in its patch and however large (`tokenizers.patches.normalise_outlines`)
+    normalise_outline: bool = False
     embedding_norm: bool = False  # LayerNorm on the embedded tokens before the blocks (CLIP's pre_layrnorm)
     # pixel normalisation the tower was trained with: x = (rgb / 255 - mean) / std
     image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
@@ -87,9 +87,9 @@ class ViTConfig(TransformerConfig):
             raise ConfigError("a ViT is bidirectional: causal must be false")
         if self.patch_features != "pixels" and not self.contrast_floor > 0:
             raise ConfigError(f"contrast_floor must be > 0, got {self.contrast_floor}")
-        if self.centre_outline and self.patch_features not in ("shape", "shape_colour"):
+        if self.normalise_outline and self.patch_features not in ("shape", "shape_colour"):
             raise ConfigError(
-                f"centre_outline moves contrast maps, which patch_features {self.patch_features!r} does not "
+                f"normalise_outline resamples contrast maps, which patch_features {self.patch_features!r} does not "
                 "read: use 'shape' or 'shape_colour'"
             )
         if self.pooling == "cls" and not self.cls_token:
@@ -158,7 +158,7 @@ class ViT(nn.Module):
             patches = patchify(pixels, cfg.patch_size)  # (B, N, C*p*p)
         else:
             features = shape_colour_patches(  # (B, N, p*p+2C+1)
-                pixels, cfg.patch_size, cfg.contrast_floor, cfg.centre_outline
+                pixels, cfg.patch_size, cfg.contrast_floor, cfg.normalise_outline
             )
             patches = torch.cat([features[..., a:b] for a, b in cfg.patch_parts], dim=-1)  # (B, N, patch_dim)
         x = self.patch_embed(patches)  # (B, N, C)
