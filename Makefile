@@ -3,8 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # pytest-xdist: one worker per core (at most 4), a test file's tests on one worker so that its
-# module fixtures (a trained model) are built once; PARALLEL= runs in this process.
-PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
+# module fixtures (a trained model) are built once, in the order tests/conftest.py gives (longest files
+# first; xdist's own reorder, by test count, is off); PARALLEL= runs in this process.
+PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 .PHONY: demo demo-quick test test-fast lint format bench bench-deps clean
 

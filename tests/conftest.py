@@ -16,6 +16,19 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest test files first, so that under `--dist loadfile` (and `--no-loadscope-reorder`) the file
+    that trains for ten minutes starts at once and the short ones fill the other workers around it,
+    rather than starting last and setting the suite's wall time alone. A file weighs the minutes its
+    slow tests state (`@pytest.mark.slow(minutes=8)`; a bare `slow` counts one); the sort is stable."""
+    minutes: dict[Path, float] = {}
+    for item in items:
+        marker = item.get_closest_marker("slow")
+        cost = 0.0 if marker is None else float(marker.kwargs.get("minutes", 1))
+        minutes[item.path] = minutes.get(item.path, 0.0) + cost
+    items.sort(key=lambda item: -minutes[item.path])
+
+
 @pytest.fixture(scope="session")
 def shapes_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CLIP trained on the shapes world with the packaged 'tiny' preset: the run directory.

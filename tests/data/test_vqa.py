@@ -8,12 +8,20 @@ import pytest
 import torch
 
 from alltokens.data.shapes import COLOURS, SHAPES, canvas_captions, canvas_questions, caption, scene_stream
-from alltokens.data.vqa import CAPTION_PROMPT, ChatFormat, VQABatches, colour_word_ids, tiled_pixels
+from alltokens.data.vqa import (
+    CAPTION_PROMPT,
+    ChatFormat,
+    VQABatches,
+    colour_word_ids,
+    pack_rows,
+    tiled_pixels,
+)
 from alltokens.models.lm import LMConfig
 from alltokens.models.vit import ViTConfig
-from alltokens.models.vlm import VLMConfig
+from alltokens.models.vlm import VLM, VLMConfig
 from alltokens.tokenizers import byte_tokenizer
 from alltokens.train.recipes.clip import captions_tokenizer
+from alltokens.train.recipes.vlm import image_next_token
 
 K = 4
 
@@ -95,7 +103,7 @@ def config(chat: ChatFormat, **tiling) -> VLMConfig:
 
 
 def test_batches_are_deterministic_seekable_and_mask_only_answers(chat):
-    data = VQABatches(chat, config(chat), batch_size=4, seed=3, questions=3, caption_fraction=0.5)
+    data = VQABatches(chat, config(chat), batch_size=4, seed=3, questions=3, caption_fraction=0.5, pack=False)
     b = data.batch(2)
     assert b["pixels"].shape == (4, 3, 24, 24) and b["ids"].shape == b["loss_mask"].shape
     assert b["ids"].shape[0] == 12  # 4 images x 3 questions
@@ -115,6 +123,61 @@ def test_batches_are_deterministic_seekable_and_mask_only_answers(chat):
     torch.testing.assert_close(
         other_rank.batch(1)["ids"], VQABatches(chat, config(chat), 4, 3).batch(3)["ids"]
     )
+
+
+def test_pack_rows_places_every_sequence_once_within_the_capacity():
+    lengths = [5, 9, 3, 7, 2, 8, 4]
+    rows = pack_rows(lengths, 10)
+    assert sorted(i for row in rows for i in row) == list(range(7))
+    assert all(sum(lengths[i] for i in row) <= 10 for row in rows) and all(row == sorted(row) for row in rows)
+    assert len(rows) == 4  # 38 tokens need at least 4 rows of 10
+    assert pack_rows([4, 4], 8) == [[0, 1]] and pack_rows([], 8) == []
+    with pytest.raises(ValueError, match="a sequence of 9 tokens does not fit rows of 8"):
+        pack_rows([9, 2], 8)
+
+
+@pytest.mark.parametrize("tiled", [False, True])
+def test_packed_batches_hold_every_conversation_and_give_the_same_loss_and_gradients(chat, tiled):
+    """Packing is only a layout: the same conversations with the same images (or tiles), the same loss."""
+    kw = dict(batch_size=6, seed=3, questions=3, caption_fraction=0.5)
+    cfg = config(chat, max_tiles=6) if tiled else config(chat)
+    if tiled:
+        kw["canvas"] = (72, 48)  # 2x3 tiles + the overview: 7 runs of placeholders per conversation
+    packed = VQABatches(chat, cfg, **kw).batch(1)
+    rows = VQABatches(chat, cfg, pack=False, **kw).batch(1)
+    assert packed["ids"].shape[0] < rows["ids"].shape[0] == 18
+    assert packed["ids"].shape[1] <= 2 * rows["ids"].shape[1]
+
+    def conversations(b: dict) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """(ids, the image of each of its runs of placeholders) of every conversation in a batch."""
+        if "segments" in b:
+            segments = b["segments"]
+        else:  # a row per conversation, up to its last target (the reply's end); then padding
+            last = torch.arange(b["ids"].shape[1]).masked_fill(~b["loss_mask"], 0).amax(1)  # (R,)
+            segments = torch.where(torch.arange(b["ids"].shape[1]) <= last[:, None], 0, -1)
+        runs, out = iter(b["image_index"].tolist()), []
+        for ids, seg in zip(b["ids"], segments):
+            for k in seg.unique().tolist():
+                if k < 0:
+                    continue
+                conv = ids[seg == k]
+                placeholders = int((conv == chat.image_id).sum()) // 9
+                out.append((tuple(conv.tolist()), tuple(next(runs) for _ in range(placeholders))))
+        return sorted(out)
+
+    assert conversations(packed) == conversations(rows)
+    torch.manual_seed(0)
+    model = VLM(cfg)
+    model.init_weights()
+    losses, grads = [], []
+    for b in (packed, rows):
+        model.zero_grad()
+        loss, _ = image_next_token(model, b)
+        loss.backward()
+        losses.append(loss)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
 
 def kind_of(question: str) -> str:
@@ -163,7 +226,7 @@ def test_an_example_longer_than_the_context_is_an_error(chat):
 
 def test_tiled_batches_hold_each_images_tiles_in_row_order(chat):
     cfg = config(chat, max_tiles=6)  # a 72x48 canvas is 2x3 tiles of 24px + the overview: 7 x 9 tokens
-    data = VQABatches(chat, cfg, batch_size=3, seed=2, questions=2, canvas=(72, 48))
+    data = VQABatches(chat, cfg, batch_size=3, seed=2, questions=2, canvas=(72, 48), pack=False)
     b = data.batch(1)
     assert b["pixels"].shape == (3 * 7, 3, 24, 24)
     tiles_of = [list(range(7 * j, 7 * j + 7)) for j in range(3)]  # image j's tiles, two rows each
@@ -176,7 +239,7 @@ def test_tiled_batches_hold_each_images_tiles_in_row_order(chat):
         torch.testing.assert_close(b["pixels"][7 * j : 7 * (j + 1)], tiles)
         for row in (2 * j, 2 * j + 1):
             assert (b["ids"][row] == special(chat, "image")).sum() == layout.image_tokens == 63
-    untiled = VQABatches(chat, config(chat), batch_size=3, seed=2, canvas=(72, 48)).batch(1)
+    untiled = VQABatches(chat, config(chat), batch_size=3, seed=2, canvas=(72, 48), pack=False).batch(1)
     assert untiled["pixels"].shape == (3, 3, 24, 24)  # tiling off: the canvas shrunk to one input
     assert (untiled["ids"][0] == special(chat, "image")).sum() == 9
 

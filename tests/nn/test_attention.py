@@ -1,11 +1,18 @@
-"""The written-out attention path: same numbers and gradients as SDPA, and chosen only where it is faster."""
+"""The written-out attention path: same numbers and gradients as SDPA, and chosen only where it is
+faster; packed sequences (segment masks and positions) computed as if each had a row of its own."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from alltokens.models.lm import LM, LMConfig
-from alltokens.nn.attention import attend, explicit_attention, explicit_is_faster
+from alltokens.nn.attention import (
+    attend,
+    explicit_attention,
+    explicit_is_faster,
+    segment_mask,
+    segment_positions,
+)
 
 
 def qkv(B=2, H=4, Hk=4, T=7, S=7, D=8, dtype=torch.float32, requires_grad=False):
@@ -79,3 +86,36 @@ def test_bf16_autocast_training_step_of_an_lm_matches_float32():
     loss16, grad16 = loss_and_grad(True)
     torch.testing.assert_close(loss16, loss32, atol=2e-2, rtol=0)
     assert F.cosine_similarity(grad16.flatten(), grad32.flatten(), dim=0) > 0.99
+
+
+def test_segment_positions_restart_at_each_segment_and_the_mask_keeps_segments_apart():
+    segments = torch.tensor([[0, 0, 0, 1, 1, 2, -1, -1], [0, 1, 1, 1, 1, 1, 1, 1]])
+    assert segment_positions(segments).tolist() == [[0, 1, 2, 0, 1, 0, 0, 1], [0, 0, 1, 2, 3, 4, 5, 6]]
+    mask = segment_mask(segments)  # (2, 1, 8, 8)
+    assert mask.shape == (2, 1, 8, 8)
+    assert mask[0, 0, 4].tolist() == [False, False, False, True, True, False, False, False]
+    assert mask[0, 0, 7].tolist() == [False] * 6 + [True, True]  # padding sees only padding
+    assert mask[1, 0, 0].tolist() == [True] + [False] * 7
+
+
+@pytest.mark.parametrize("position_embedding", ["rope", "learned"])
+def test_sequences_packed_in_one_row_get_the_logits_of_rows_of_their_own(position_embedding):
+    torch.manual_seed(0)
+    cfg = LMConfig(
+        vocab_size=50,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        position_embedding=position_embedding,
+        max_position_embeddings=16,
+    )
+    lm = LM(cfg)
+    lm.init_weights()
+    a, b = torch.randint(0, 50, (1, 5)), torch.randint(0, 50, (1, 7))
+    packed = torch.cat([a, b], dim=1)  # (1, 12)
+    segments = torch.tensor([[0] * 5 + [1] * 7])
+    logits = lm(packed, positions=segment_positions(segments), mask=segment_mask(segments))  # (1, 12, V)
+    torch.testing.assert_close(logits[:, :5], lm(a), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits[:, 5:], lm(b), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(lm(packed)[:, 5:], lm(b), atol=1e-3)  # without them b reads a

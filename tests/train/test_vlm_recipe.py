@@ -136,7 +136,9 @@ def test_tiled_batches_splice_each_rows_tiles_into_its_own_placeholders():
     )
     model = VLM(VLMConfig(vision=vision, lm=lm, image_token_id=chat.image_id, max_tiles=2))
     model.init_weights()
-    batch = VQABatches(chat, model.cfg, batch_size=3, seed=0, questions=2, canvas=(32, 16)).batch(0)
+    batch = VQABatches(chat, model.cfg, batch_size=3, seed=0, questions=2, canvas=(32, 16), pack=False).batch(
+        0
+    )
     assert batch["pixels"].shape == (3 * 3, 3, 16, 16)  # 1x2 tiles + the overview per image
     ids = batch["ids"][:, :-1]  # (6, T): two rows per image
     with torch.no_grad():

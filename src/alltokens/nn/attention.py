@@ -29,6 +29,27 @@ def causal_mask(T: int, S: int, device: torch.device | str = "cpu") -> torch.Ten
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
 
 
+def segment_mask(segments: torch.Tensor) -> torch.Tensor:
+    """segments (B, T) int -> (B, 1, T, T) bool: query t sees keys up to itself in its own segment.
+
+    Several sequences packed into one row (each a run of equal ids) then attend exactly as if each had
+    a row of its own, and a batch of short sequences wastes no compute on padding."""
+    T = segments.shape[1]
+    same = segments[:, :, None] == segments[:, None, :]  # (B, T, T)
+    return (same & causal_mask(T, T, segments.device))[:, None]
+
+
+def segment_positions(segments: torch.Tensor) -> torch.Tensor:
+    """segments (B, T) int, each segment one contiguous run -> (B, T) each token's index within its
+    segment: the positions a packed sequence would have in a row of its own."""
+    B, T = segments.shape
+    index = torch.arange(T, device=segments.device).expand(B, T)  # (B, T)
+    starts = torch.ones_like(segments, dtype=torch.bool)  # (B, T) True where a segment begins
+    starts[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    first = torch.where(starts, index, 0).cummax(dim=1).values  # (B, T) index of the segment's first token
+    return index - first
+
+
 def explicit_is_faster(q: torch.Tensor, S: int) -> bool:
     """Whether to write attention out as two matmuls and a softmax instead of calling SDPA.
 

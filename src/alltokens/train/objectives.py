@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alltokens.nn.attention import segment_mask, segment_positions
+
 IGNORE = -100  # cross_entropy's ignore_index
 
 
@@ -23,14 +25,20 @@ def next_token(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.
     marks the tokens that count as targets (e.g. only the answer in SFT, only text after the image in
     a VLM); its first column is never a target. The loss is the mean over counted targets. An optional
     `batch["inputs"]` (B, T+1) is what the model reads in place of `ids`, the targets staying `ids`:
-    data noising (a corrupted context, the true next tokens).
+    data noising (a corrupted context, the true next tokens). An optional `batch["segments"]` (B, T+1)
+    int says which packed sequence each token belongs to (each a contiguous run): every sequence then
+    attends only to itself and its positions start at 0 (`segment_mask`, `segment_positions`).
     """
     ids = batch["ids"]
     inputs, targets = batch.get("inputs", ids)[:, :-1], ids[:, 1:]  # (B, T), (B, T)
     loss_mask = batch.get("loss_mask")
     if loss_mask is not None:
         targets = targets.masked_fill(~loss_mask[:, 1:], IGNORE)
-    logits = model(inputs)  # (B, T, V)
+    packed = {}
+    if "segments" in batch:
+        segments = batch["segments"][:, :-1]  # (B, T)
+        packed = {"positions": segment_positions(segments), "mask": segment_mask(segments)}
+    logits = model(inputs, **packed)  # (B, T, V)
     loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
     return loss, {"loss": loss.detach(), "tokens": inputs.numel()}
 
