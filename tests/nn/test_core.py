@@ -57,6 +57,14 @@ def test_kv_cache_matches_full_forward(variant):
     assert cache.length == 11
 
 
+def test_select_gives_the_logits_of_the_marked_positions_only():
+    model = tiny_lm(**VARIANTS["llama-gqa"])
+    ids = torch.randint(0, 97, (3, 11))
+    select = torch.rand(3, 11) < 0.3  # (B, T)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, select=select), model(ids)[select])  # (N, V)
+
+
 def test_config_round_trips_through_json(tmp_path):
     cfg = LMConfig(hidden_size=64, num_key_value_heads=2, rope_scaling={"rope_type": "linear", "factor": 2.0})
     cfg.save(tmp_path / "config.json")

@@ -61,11 +61,16 @@ class LM(nn.Module):
         cache: KVCache | None = None,
         embeds: torch.Tensor | None = None,
         last_only: bool = False,
+        select: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits (B, T, V), or (B, 1, V) with `last_only` (decoding needs only the next token)."""
+        """Logits (B, T, V); (B, 1, V) with `last_only` (decoding needs only the next token); (N, V)
+        at the N positions a bool (B, T) `select` marks (training on answers only needs only theirs:
+        the head and its softmax over the vocabulary are the widest layer)."""
         h = self.hidden(ids, positions, mask, cache, embeds)
         if last_only:
             h = h[:, -1:]
+        elif select is not None:
+            h = h[select]  # (N, C)
         return self.lm_head(h)
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:

@@ -251,6 +251,7 @@ class VLM(nn.Module):
         cache: KVCache | None = None,
         last_only: bool = False,
         image_index: torch.Tensor | None = None,
+        select: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, T, V) of ids (B, T) with images spliced in: either their tokens image_embeds
         (M, C) or pixels (N, 3, h, w), one encoder image (a whole image or a tile) per K placeholders,
@@ -265,7 +266,9 @@ class VLM(nn.Module):
         if image_embeds is None:
             image_embeds = self.lm.embed.tokens.weight.new_zeros(0, self.cfg.lm.hidden_size)  # (0, C)
         embeds = self.splice(ids, image_embeds)  # (B, T, C)
-        return self.lm(positions=positions, mask=mask, cache=cache, embeds=embeds, last_only=last_only)
+        return self.lm(
+            positions=positions, mask=mask, cache=cache, embeds=embeds, last_only=last_only, select=select
+        )
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
         return self.lm.new_cache(batch_size, max_len)

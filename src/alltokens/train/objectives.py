@@ -15,8 +15,6 @@ from torch import nn
 
 from alltokens.nn.attention import segment_mask, segment_positions
 
-IGNORE = -100  # cross_entropy's ignore_index
-
 
 def next_token(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
     """Cross-entropy of predicting `ids[:, 1:]` from `ids[:, :-1]`.
@@ -31,15 +29,17 @@ def next_token(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.
     """
     ids = batch["ids"]
     inputs, targets = batch.get("inputs", ids)[:, :-1], ids[:, 1:]  # (B, T), (B, T)
-    loss_mask = batch.get("loss_mask")
-    if loss_mask is not None:
-        targets = targets.masked_fill(~loss_mask[:, 1:], IGNORE)
     packed = {}
     if "segments" in batch:
         segments = batch["segments"][:, :-1]  # (B, T)
         packed = {"positions": segment_positions(segments), "mask": segment_mask(segments)}
-    logits = model(inputs, **packed)  # (B, T, V)
-    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+    if "loss_mask" in batch:  # logits only where they count: the model takes `select`
+        counted = batch["loss_mask"][:, 1:]  # (B, T)
+        logits = model(inputs, select=counted, **packed)  # (N, V)
+        loss = F.cross_entropy(logits, targets[counted])
+    else:
+        logits = model(inputs, **packed)  # (B, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
     return loss, {"loss": loss.detach(), "tokens": inputs.numel()}
 
 
