@@ -29,7 +29,7 @@ demo-quick: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -q $(PARALLEL)
+	$(BIN)/python -m pytest -q --durations=15 $(PARALLEL)
 
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q $(PARALLEL) -m "not slow"

@@ -206,7 +206,7 @@ def test_digits_clip_classifies_the_test_split_zero_shot(tmp_path):
     assert accuracy >= 0.9, accuracy
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=4)
 def test_outline_tower_tells_shape_on_held_out_pairs(tmp_path):
     """The 'tiny-outline' preset's reason to exist: its patch tokens say an object's shape also for the
     colour x shape pairs it never saw. A linear probe fitted on training-pair objects, scored on
