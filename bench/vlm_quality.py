@@ -1,9 +1,9 @@
 """VLM quality on the shapes world: one preset trained from given towers, then the issue's exam three ways.
 
-    .venv/bin/alltokens train clip --data shapes --preset tiny-colour-96 --out /tmp/colour  # ~5 min
-    .venv/bin/alltokens train clip --data shapes --preset tiny-shape-96 --out /tmp/shape    # ~15 min
+    .venv/bin/alltokens train clip --data shapes --preset tiny-colour-96 --out /tmp/colour  # ~4 min
+    .venv/bin/alltokens train clip --data shapes --preset tiny-shape-96 --out /tmp/shape    # ~12 min
     .venv/bin/python bench/vlm_quality.py --vision /tmp/colour --second-vision /tmp/shape \\
-        --preset tiny-long --seed 0                                                        # ~30 min
+        --preset tiny-long --seed 0                                                        # ~17 min
     .venv/bin/python bench/vlm_quality.py --vision /tmp/colour --second-vision /tmp/shape \\
         --stage1-steps 2 --stage2-steps 10 --scenes 5                                      # smoke
 

@@ -311,7 +311,7 @@ NOT_YET = pytest.mark.xfail(
     "32-44%. The limits (train/recipes/vlm.py): the tiny tower reading shape through colour, relation "
     "questions (near chance at 1500 steps even on exact features), and the prior that a colour goes only "
     "with the shapes seen in it, in the LM's words and in the image features. The 'tiny-long' preset (a colour "
-    "and a shape tower summed, 6 questions, 3000 steps, question noising; ~45 minutes with its towers, "
+    "and a shape tower summed, 6 questions, 3000 steps, question noising; ~35 minutes with its towers, "
     "bench/vlm_quality.py) reaches 88.5-89.7%, captions 51%, plainly drawn 90.1-93.9%; with its towers at 96 px, "
     "the shape tower's outlines normalised in place and size, 96.2-97.1%, captions 98% (plainly drawn 92.5-92.8%, "
     "captions 78-97%)",
