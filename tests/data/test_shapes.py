@@ -405,8 +405,11 @@ def test_stream_is_random_access_and_resumes_exactly():
     assert scene == first[4][1] and image.tobytes() == first[4][0].tobytes() and image.size == (32, 32)
     assert scene_stream(8, "heldout", 32)[0][1] != a[0][1] or scene_stream(8, "heldout", 32)[1][1] != a[1][1]
     assert all({(o.colour, o.shape) for o in a[i][1].objects} & HELD_OUT for i in range(20))
+    assert [a.scene(i) for i in range(6)] == [s for _, s in first]  # the scene without the drawing
     with pytest.raises(IndexError):
         a[-1]
+    with pytest.raises(IndexError):
+        a.scene(-1)
     with pytest.raises(ValueError, match="unknown split"):
         scene_stream(0, "val")
     with pytest.raises(ValueError, match="image size"):

@@ -72,11 +72,13 @@ class ShapesSource:
     def item(self, index: int) -> tuple[Image.Image, str, int]:
         from alltokens.data.shapes import captions, render
 
-        image, scene = self.stream[index - index % VARIANTS]
+        base = index - index % VARIANTS
         rng = random.Random(f"caption:{self.seed}:{index}")
-        if index % VARIANTS:
-            scene = near_miss(scene, rng, self.split)
+        if index % VARIANTS:  # only the scene of the run's first item: this item draws its own
+            scene = near_miss(self.stream.scene(base), rng, self.split)
             image = render(scene, self.size, rng)
+        else:
+            image, scene = self.stream[base]
         options = captions(scene)
         placed = [c for c in options if PLACE_WORDS & set(c.replace(",", " ").split())]
         return image, rng.choice(placed), text_group(options[0])

@@ -61,13 +61,20 @@ class ShapesStream:
         self.position = 0
 
     def __getitem__(self, index: int) -> tuple[Image.Image, Scene]:
-        if index < 0:
-            raise IndexError(f"a shapes stream is endless and has no item {index}")
-        rng = random.Random(f"shapes:{self.seed}:{self.split}:{index}")
+        rng = self._rng(index)
         scene = random_scene(rng, self.split)
         if self.canvas is not None:
             return render_in_canvas(scene, self.size, self.canvas, rng, self.aligned)[0], scene
         return render(scene, self.size, rng), scene
+
+    def scene(self, index: int) -> Scene:
+        """Item `index`'s scene without drawing it (the same scene `self[index]` draws)."""
+        return random_scene(self._rng(index), self.split)
+
+    def _rng(self, index: int) -> random.Random:
+        if index < 0:
+            raise IndexError(f"a shapes stream is endless and has no item {index}")
+        return random.Random(f"shapes:{self.seed}:{self.split}:{index}")
 
     def seek(self, index: int) -> None:
         """Make the next iteration start at item `index` (exact resume)."""
