@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # first; xdist's own reorder, by test count, is off); PARALLEL= runs in this process.
 PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
-.PHONY: demo demo-quick test test-fast lint format bench bench-deps clean
+.PHONY: demo demo-quick test test-quality test-fast lint format bench bench-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,7 +29,11 @@ demo-quick: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -q --durations=15 $(PARALLEL)
+	$(BIN)/python -m pytest -q --durations=15 $(PARALLEL) -m "not quality"
+
+# the quality floors of recipes too long for `make test` (~25 min on 2 cores): a seed per core
+test-quality: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q -rP --durations=5 -m quality -n 2 --dist loadgroup
 
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q $(PARALLEL) -m "not slow"

@@ -80,6 +80,8 @@ def test_bad_configs_and_inputs_are_refused():
         tiny(causal=True)
     with pytest.raises(ConfigError, match="contrast_floor"):
         tiny(patch_features="shape_colour", contrast_floor=0.0)
+    with pytest.raises(ConfigError, match="contrast_noise must be >= 0, got -0.1"):
+        tiny(patch_features="shape", contrast_noise=-0.1)
     for features in ("pixels", "colour"):
         with pytest.raises(ConfigError, match="normalise_outline"):
             tiny(patch_features=features, normalise_outline=True)

@@ -134,6 +134,22 @@ def test_shape_colour_patches_scale_faint_noise_by_the_floor_not_to_full_contras
     assert contrast.max() < 0.3
 
 
+def test_contrast_noise_leaves_pixel_noise_no_contrast_so_noisy_and_clean_pictures_read_alike():
+    """Pixel noise of up to 4 of 255 (what `render` adds; 0.031 normalised) makes an empty patch's contrast
+    map a noise pattern of up to about half the floor-scaled range; with `noise` it is all zeros, as in a
+    noise-free picture, and an object's outline and colours are kept."""
+    torch.manual_seed(0)
+    clean = _disc_on([0.8, 0.8, 0.8], [0.9, -0.8, -0.8])  # (1, 3, 32, 32): a disc in patch 0
+    noisy = clean + (4 / 255 / 0.5) * torch.randn_like(clean)
+    assert shape_colour_patches(noisy, 16)[0, 1:, :256].max() > 0.3  # the noise pattern, without
+    a, b = shape_colour_patches(noisy, 16, noise=0.2), shape_colour_patches(clean, 16, noise=0.2)
+    assert a[0, 1:, :256].abs().max() == 0.0 and a[0, 1:, -1].abs().max() == 0.0  # empty patches: nothing
+    torch.testing.assert_close(a, b, atol=0.1, rtol=0)  # noisy and clean read alike, the disc included
+    assert (
+        a[0, 0, :256].max() == 1.0 and (a[0, 0, 256:259] - torch.tensor([0.9, -0.8, -0.8])).abs().max() < 0.35
+    )
+
+
 def _disc_at(row: float, col: float, radius: float = 3.0, size: int = 16) -> torch.Tensor:
     """(1, 3, size, size) an anti-aliased grey disc centred at pixel coordinates (row, col) on black."""
     yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")

@@ -54,6 +54,7 @@ class ViTConfig(TransformerConfig):
     # ("shape" or "colour": only that half of it)
     patch_features: Literal["pixels", "shape_colour", "shape", "colour"] = "pixels"
     contrast_floor: float = 0.3  # all but pixels: the colour distance below which a patch counts as empty
+    contrast_noise: float = 0.0  # all but pixels: subtracted from every colour distance (pixel noise -> 0)
     # "shape" and "shape_colour": move and scale each patch's contrast map to a standard place and size, so
     # an outline reads alike wherever it sits in its patch and however large (`tokenizers.patches.normalise_outlines`)
     normalise_outline: bool = False
@@ -87,6 +88,8 @@ class ViTConfig(TransformerConfig):
             raise ConfigError("a ViT is bidirectional: causal must be false")
         if self.patch_features != "pixels" and not self.contrast_floor > 0:
             raise ConfigError(f"contrast_floor must be > 0, got {self.contrast_floor}")
+        if self.contrast_noise < 0:
+            raise ConfigError(f"contrast_noise must be >= 0, got {self.contrast_noise}")
         if self.normalise_outline and self.patch_features not in ("shape", "shape_colour"):
             raise ConfigError(
                 f"normalise_outline resamples contrast maps, which patch_features {self.patch_features!r} does not "
@@ -158,7 +161,7 @@ class ViT(nn.Module):
             patches = patchify(pixels, cfg.patch_size)  # (B, N, C*p*p)
         else:
             features = shape_colour_patches(  # (B, N, p*p+2C+1)
-                pixels, cfg.patch_size, cfg.contrast_floor, cfg.normalise_outline
+                pixels, cfg.patch_size, cfg.contrast_floor, cfg.normalise_outline, cfg.contrast_noise
             )
             patches = torch.cat([features[..., a:b] for a, b in cfg.patch_parts], dim=-1)  # (B, N, patch_dim)
         x = self.patch_embed(patches)  # (B, N, C)

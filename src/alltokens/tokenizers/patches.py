@@ -93,7 +93,7 @@ def background_colour(pixels: torch.Tensor, samples: int = 32) -> torch.Tensor:
 
 
 def shape_colour_patches(
-    pixels: torch.Tensor, patch: int, floor: float = 0.3, normalise: bool = False
+    pixels: torch.Tensor, patch: int, floor: float = 0.3, normalise: bool = False, noise: float = 0.0
 ) -> torch.Tensor:
     """(B, C, h, w) normalised pixels -> (B, N, p*p + 2C + 1) patch vectors that hold an object's
     outline apart from its colour: [contrast map (p*p), foreground colour (C), background colour (C),
@@ -106,12 +106,20 @@ def shape_colour_patches(
     to it scaled by the patch's largest distance (or `floor`, so an empty patch's noise stays small),
     and the colours are the contrast-weighted mean of the patch and the background. With `normalise`, each
     contrast map is moved and scaled to a standard place and size in its patch (`normalise_outlines`).
+
+    `noise` is subtracted from every colour distance first (clamped at 0), so that pixel noise leaves no
+    contrast at all: an empty patch is then all zeros whether its picture is noisy or noise-free. Without
+    it a tower trained on noisy pictures meets, in a noise-free one (a plainly drawn scene), empty
+    patches it never saw: one 'tiny-long' VLM answered 57% of such questions right and 99% once noise of
+    2 of 255 was added to the same pictures.
     """
     C = pixels.shape[1]
     background = background_colour(pixels)  # (B, C)
     # the colour distance written out: Tensor.norm over dim 1 of (B, C, h, w) took 21 ms against 0.4 ms
     # for 16 96-px images (torch 2.13 CPU), a tenth of a VLM training step with two towers
     distance = (pixels - background[:, :, None, None]).square().sum(1, keepdim=True).sqrt()  # (B, 1, h, w)
+    if noise:
+        distance = (distance - noise).clamp_min(0)
     distance = patchify(distance, patch)  # (B, N, p*p)
     contrast = distance / distance.amax(dim=-1, keepdim=True).clamp_min(floor)  # (B, N, p*p) in [0, 1]
     weights = contrast.unsqueeze(2)  # (B, N, 1, p*p)
