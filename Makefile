@@ -31,7 +31,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q --durations=15 $(PARALLEL) -m "not quality"
 
-# the quality floors of recipes too long for `make test` (~25 min on 2 cores): a seed per core
+# the quality floors of recipes too long for `make test` (~20 min on 2 cores): a seed per core
 test-quality: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -rP --durations=5 -m quality -n 2 --dist loadgroup
 
