@@ -102,10 +102,11 @@ def shape_colour_patches(
     Why: a linear embedding of raw pixels sees a red triangle and a blue triangle as unrelated vectors
     (a pixel's difference from the background is not linear in its RGB), so a tower learns one outline
     template per colour and fails on colour x shape pairs it never saw (`train/recipes/vlm.py`). Here
-    the background is the image's per-channel median (`background_colour`), the contrast map is each pixel's colour distance
-    to it scaled by the patch's largest distance (or `floor`, so an empty patch's noise stays small),
-    and the colours are the contrast-weighted mean of the patch and the background. With `normalise`, each
-    contrast map is moved and scaled to a standard place and size in its patch (`normalise_outlines`).
+    the background is the image's per-channel median (`background_colour`), the contrast map is each
+    pixel's colour distance to it scaled by the patch's largest distance (or `floor`, so an empty patch's
+    noise stays small), and the colours are the contrast-weighted mean of the patch and the background.
+    With `normalise`, each contrast map is moved and scaled to a standard place and size in its patch
+    (`normalise_outlines`).
 
     `noise` is subtracted from every colour distance first (clamped at 0), so that pixel noise leaves no
     contrast at all: an empty patch is then all zeros whether its picture is noisy or noise-free. Without
